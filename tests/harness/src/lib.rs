@@ -1,0 +1,4 @@
+//! Shared test harness: where the reference schemas are and how to validate
+//! against them; helpers that start real components on 127.0.0.1.
+
+pub mod schemas;
