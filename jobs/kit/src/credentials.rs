@@ -29,7 +29,10 @@ impl fmt::Debug for Credentials {
 
 impl Credentials {
     pub fn new(username: impl Into<String>, password: impl Into<String>) -> Self {
-        Credentials { username: username.into(), password: Secret::new(password.into()) }
+        Credentials {
+            username: username.into(),
+            password: Secret::new(password.into()),
+        }
     }
 
     /// Builds credentials from a username/password flag pair; one without the
@@ -40,11 +43,21 @@ impl Credentials {
         user_flag: &str,
         password_flag: &str,
     ) -> JobResult<Option<Credentials>> {
-        match (username.filter(|u| !u.is_empty()), password.filter(|p| !p.is_empty())) {
-            (Some(u), Some(p)) => Ok(Some(Credentials { username: u.to_string(), password: p.clone() })),
+        match (
+            username.filter(|u| !u.is_empty()),
+            password.filter(|p| !p.is_empty()),
+        ) {
+            (Some(u), Some(p)) => Ok(Some(Credentials {
+                username: u.to_string(),
+                password: p.clone(),
+            })),
             (None, None) => Ok(None),
-            (Some(_), None) => Err(JobError::usage(format!("{user_flag} is set but {password_flag} is not"))),
-            (None, Some(_)) => Err(JobError::usage(format!("{password_flag} is set but {user_flag} is not"))),
+            (Some(_), None) => Err(JobError::usage(format!(
+                "{user_flag} is set but {password_flag} is not"
+            ))),
+            (None, Some(_)) => Err(JobError::usage(format!(
+                "{password_flag} is set but {user_flag} is not"
+            ))),
         }
     }
 }
@@ -80,7 +93,12 @@ pub fn discover(
         return Ok(Some((c, CredentialSource::Flags)));
     }
     let pair = |u: &str, p: &str| -> JobResult<Option<Credentials>> {
-        Credentials::from_pair(env.var(u).as_deref(), env.var(p).map(Secret::new).as_ref(), u, p)
+        Credentials::from_pair(
+            env.var(u).as_deref(),
+            env.var(p).map(Secret::new).as_ref(),
+            u,
+            p,
+        )
     };
     if let Some(c) = pair("REGISTRY_USER", "REGISTRY_PASSWORD")? {
         return Ok(Some((c, CredentialSource::RegistryEnv)));
@@ -104,7 +122,8 @@ pub fn docker_config_path(env: &dyn Env) -> Option<PathBuf> {
     if let Some(dir) = env.first(&["DOCKER_CONFIG"]) {
         return Some(Path::new(&dir).join("config.json"));
     }
-    env.first(&["HOME"]).map(|h| Path::new(&h).join(".docker").join("config.json"))
+    env.first(&["HOME"])
+        .map(|h| Path::new(&h).join(".docker").join("config.json"))
 }
 
 #[derive(Deserialize)]
@@ -126,23 +145,43 @@ pub fn from_docker_config(path: &Path, registry: &str) -> JobResult<Option<Crede
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(JobError::usage(format!("cannot read docker config {}: {e}", path.display()))),
+        Err(e) => {
+            return Err(JobError::usage(format!(
+                "cannot read docker config {}: {e}",
+                path.display()
+            )));
+        }
     };
     let config: DockerConfig = serde_json::from_str(&text).map_err(|e| {
         // serde_json's message names line and column, never the content.
-        JobError::usage(format!("docker config {} is not valid JSON: {e}", path.display()))
+        JobError::usage(format!(
+            "docker config {} is not valid JSON: {e}",
+            path.display()
+        ))
     })?;
     let want = normalize_registry_key(registry);
-    let Some((key, entry)) = config.auths.iter().find(|(k, _)| normalize_registry_key(k) == want) else {
+    let Some((key, entry)) = config
+        .auths
+        .iter()
+        .find(|(k, _)| normalize_registry_key(k) == want)
+    else {
         return Ok(None);
     };
-    let bad = |why: &str| JobError::usage(format!("docker config {}: auths entry {key:?} {why}", path.display()));
+    let bad = |why: &str| {
+        JobError::usage(format!(
+            "docker config {}: auths entry {key:?} {why}",
+            path.display()
+        ))
+    };
     if let Some(auth) = entry.auth.as_deref().filter(|a| !a.is_empty()) {
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(auth.trim())
             .map_err(|_| bad("has an `auth` field that is not base64"))?;
-        let decoded = String::from_utf8(decoded).map_err(|_| bad("has an `auth` field that is not UTF-8"))?;
-        let (u, p) = decoded.split_once(':').ok_or_else(|| bad("has an `auth` field that is not user:password"))?;
+        let decoded =
+            String::from_utf8(decoded).map_err(|_| bad("has an `auth` field that is not UTF-8"))?;
+        let (u, p) = decoded
+            .split_once(':')
+            .ok_or_else(|| bad("has an `auth` field that is not user:password"))?;
         return Ok(Some(Credentials::new(u, p)));
     }
     match (&entry.username, &entry.password) {
@@ -156,10 +195,15 @@ pub fn from_docker_config(path: &Path, registry: &str) -> JobResult<Option<Crede
 /// references normalize to.
 pub fn normalize_registry_key(key: &str) -> String {
     let k = key.trim();
-    let k = k.strip_prefix("https://").or_else(|| k.strip_prefix("http://")).unwrap_or(k);
+    let k = k
+        .strip_prefix("https://")
+        .or_else(|| k.strip_prefix("http://"))
+        .unwrap_or(k);
     let host = k.split('/').next().unwrap_or(k).to_ascii_lowercase();
     match host.as_str() {
-        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => "docker.io".to_string(),
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
+            "docker.io".to_string()
+        }
         _ => host,
     }
 }
@@ -192,24 +236,52 @@ mod tests {
         assert_eq!((c.username.as_str(), c.password.expose()), ("user", "pass"));
         assert!(matches!(src, CredentialSource::DockerConfig(_)));
 
-        let env = env_with(&dir, &[("CI_REGISTRY", "reg.example:5000"), ("CI_REGISTRY_USER", "gitlab-ci-token"), ("CI_REGISTRY_PASSWORD", "jobtoken")]);
+        let env = env_with(
+            &dir,
+            &[
+                ("CI_REGISTRY", "reg.example:5000"),
+                ("CI_REGISTRY_USER", "gitlab-ci-token"),
+                ("CI_REGISTRY_PASSWORD", "jobtoken"),
+            ],
+        );
         let (c, src) = discover("reg.example:5000", None, &env).unwrap().unwrap();
-        assert_eq!((c.username.as_str(), src), ("gitlab-ci-token", CredentialSource::CiRegistry));
+        assert_eq!(
+            (c.username.as_str(), src),
+            ("gitlab-ci-token", CredentialSource::CiRegistry)
+        );
         // CI_REGISTRY credentials are not sent to another registry.
         assert!(discover("other.example", None, &env).unwrap().is_none());
 
-        let env = env_with(&dir, &[("REGISTRY_USER", "ru"), ("REGISTRY_PASSWORD", "rp"), ("CI_REGISTRY", "reg.example:5000"), ("CI_REGISTRY_USER", "x"), ("CI_REGISTRY_PASSWORD", "y")]);
+        let env = env_with(
+            &dir,
+            &[
+                ("REGISTRY_USER", "ru"),
+                ("REGISTRY_PASSWORD", "rp"),
+                ("CI_REGISTRY", "reg.example:5000"),
+                ("CI_REGISTRY_USER", "x"),
+                ("CI_REGISTRY_PASSWORD", "y"),
+            ],
+        );
         let (c, src) = discover("reg.example:5000", None, &env).unwrap().unwrap();
-        assert_eq!((c.username.as_str(), src), ("ru", CredentialSource::RegistryEnv));
+        assert_eq!(
+            (c.username.as_str(), src),
+            ("ru", CredentialSource::RegistryEnv)
+        );
 
-        let (c, src) = discover("reg.example:5000", Some(Credentials::new("f", "fp")), &env).unwrap().unwrap();
+        let (c, src) = discover("reg.example:5000", Some(Credentials::new("f", "fp")), &env)
+            .unwrap()
+            .unwrap();
         assert_eq!((c.username.as_str(), src), ("f", CredentialSource::Flags));
     }
 
     #[test]
     fn docker_hub_keys_and_username_fields() {
-        let dir = config_dir(r#"{"auths":{"https://index.docker.io/v1/":{"username":"hub","password":"tok"}}}"#);
-        let (c, _) = discover("docker.io", None, &env_with(&dir, &[])).unwrap().unwrap();
+        let dir = config_dir(
+            r#"{"auths":{"https://index.docker.io/v1/":{"username":"hub","password":"tok"}}}"#,
+        );
+        let (c, _) = discover("docker.io", None, &env_with(&dir, &[]))
+            .unwrap()
+            .unwrap();
         assert_eq!(c.username, "hub");
     }
 
@@ -217,7 +289,9 @@ mod tests {
     fn password_may_contain_colons() {
         // "u:p:q" → dTpwOnE=
         let dir = config_dir(r#"{"auths":{"h.example":{"auth":"dTpwOnE="}}}"#);
-        let (c, _) = discover("h.example", None, &env_with(&dir, &[])).unwrap().unwrap();
+        let (c, _) = discover("h.example", None, &env_with(&dir, &[]))
+            .unwrap()
+            .unwrap();
         assert_eq!(c.password.expose(), "p:q");
     }
 
@@ -255,8 +329,17 @@ mod tests {
 
     #[test]
     fn key_normalization() {
-        assert_eq!(normalize_registry_key("https://index.docker.io/v1/"), "docker.io");
-        assert_eq!(normalize_registry_key("http://localhost:5000"), "localhost:5000");
-        assert_eq!(normalize_registry_key("Registry.GitLab.com"), "registry.gitlab.com");
+        assert_eq!(
+            normalize_registry_key("https://index.docker.io/v1/"),
+            "docker.io"
+        );
+        assert_eq!(
+            normalize_registry_key("http://localhost:5000"),
+            "localhost:5000"
+        );
+        assert_eq!(
+            normalize_registry_key("Registry.GitLab.com"),
+            "registry.gitlab.com"
+        );
     }
 }

@@ -24,13 +24,20 @@ impl Dotenv {
     /// the job, not user input, but are still reported rather than written.
     pub fn set(&mut self, key: &str, value: impl ToString) -> JobResult<()> {
         let value = value.to_string();
-        let key_ok = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        let key_ok = key
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !key_ok {
-            return Err(JobError::usage(format!("dotenv key {key:?} is not a valid variable name")));
+            return Err(JobError::usage(format!(
+                "dotenv key {key:?} is not a valid variable name"
+            )));
         }
         if value.contains(['\n', '\r']) {
-            return Err(JobError::usage(format!("dotenv value for {key} spans lines; GitLab accepts one line")));
+            return Err(JobError::usage(format!(
+                "dotenv value for {key} spans lines; GitLab accepts one line"
+            )));
         }
         match self.entries.iter_mut().find(|(k, _)| k == key) {
             Some(e) => e.1 = value,
@@ -40,11 +47,17 @@ impl Dotenv {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn render(&self) -> String {
-        self.entries.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+        self.entries
+            .iter()
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect()
     }
 
     /// Writes the file, keeping keys another step of the same job already
@@ -64,7 +77,10 @@ impl Dotenv {
                 order.push(k.clone());
             }
         }
-        let text: String = order.iter().map(|k| format!("{k}={}\n", merged[k])).collect();
+        let text: String = order
+            .iter()
+            .map(|k| format!("{k}={}\n", merged[k]))
+            .collect();
         write_atomic(path, text.as_bytes())
     }
 }
@@ -73,7 +89,10 @@ impl Dotenv {
 pub fn parse(text: &str) -> Vec<(String, String)> {
     text.lines()
         .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.trim().to_string(), v.to_string())))
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        })
         .collect()
 }
 

@@ -9,7 +9,9 @@ pub trait Env {
 
     /// The first of `names` that is set and not empty.
     fn first(&self, names: &[&str]) -> Option<String> {
-        names.iter().find_map(|n| self.var(n).filter(|v| !v.is_empty()))
+        names
+            .iter()
+            .find_map(|n| self.var(n).filter(|v| !v.is_empty()))
     }
 }
 
@@ -29,7 +31,12 @@ pub struct MapEnv(pub HashMap<String, String>);
 
 impl MapEnv {
     pub fn new<const N: usize>(pairs: [(&str, &str); N]) -> Self {
-        MapEnv(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        MapEnv(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
     }
 }
 

@@ -112,7 +112,9 @@ mod tests {
     #[test]
     fn or_exit_maps_errors() {
         let r: Result<(), std::io::Error> = Err(std::io::Error::other("boom"));
-        let e = r.or_exit(ExitKind::Remote, "talking to registry").unwrap_err();
+        let e = r
+            .or_exit(ExitKind::Remote, "talking to registry")
+            .unwrap_err();
         assert_eq!(e.kind, ExitKind::Remote);
         assert_eq!(e.message, "talking to registry: boom");
     }

@@ -25,14 +25,23 @@ impl AtomicFile {
             _ => Path::new("."),
         };
         if path.is_dir() {
-            return Err(JobError::usage(format!("cannot write {}: it is a directory", path.display())));
+            return Err(JobError::usage(format!(
+                "cannot write {}: it is a directory",
+                path.display()
+            )));
         }
         let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{}.", path.file_name().and_then(|n| n.to_str()).unwrap_or("out")))
+            .prefix(&format!(
+                ".{}.",
+                path.file_name().and_then(|n| n.to_str()).unwrap_or("out")
+            ))
             .suffix(".tmp")
             .tempfile_in(dir)
             .map_err(|e| JobError::usage(format!("cannot write {}: {e}", path.display())))?;
-        Ok(AtomicFile { target: path.to_path_buf(), writer: BufWriter::with_capacity(256 * 1024, tmp) })
+        Ok(AtomicFile {
+            target: path.to_path_buf(),
+            writer: BufWriter::with_capacity(256 * 1024, tmp),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -42,8 +51,13 @@ impl AtomicFile {
     /// Flushes, syncs and renames the temp file over the target.
     pub fn commit(self) -> JobResult<()> {
         let target = self.target;
-        let fail = |e: &dyn std::fmt::Display| JobError::usage(format!("cannot write {}: {e}", target.display()));
-        let tmp = self.writer.into_inner().map_err(|e| fail(&e.error().to_string()))?;
+        let fail = |e: &dyn std::fmt::Display| {
+            JobError::usage(format!("cannot write {}: {e}", target.display()))
+        };
+        let tmp = self
+            .writer
+            .into_inner()
+            .map_err(|e| fail(&e.error().to_string()))?;
         tmp.as_file().sync_all().map_err(|e| fail(&e))?;
         // Reports are read by other users of the runner (GitLab's uploader):
         // tempfile creates 0600, make it like any other file we write.
@@ -77,7 +91,8 @@ impl Write for AtomicFile {
 /// Writes `bytes` to `path` atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> JobResult<()> {
     let mut f = AtomicFile::create(path)?;
-    f.write_all(bytes).map_err(|e| JobError::usage(format!("cannot write {}: {e}", path.display())))?;
+    f.write_all(bytes)
+        .map_err(|e| JobError::usage(format!("cannot write {}: {e}", path.display())))?;
     f.commit()
 }
 
@@ -88,7 +103,8 @@ pub fn write_error(path: &Path, e: io::Error) -> JobError {
 
 /// Reads an input file; a missing or unreadable file is a usage error naming it.
 pub fn read_input(path: &Path, what: &str) -> JobResult<Vec<u8>> {
-    std::fs::read(path).map_err(|e| JobError::usage(format!("cannot read {what} {}: {e}", path.display())))
+    std::fs::read(path)
+        .map_err(|e| JobError::usage(format!("cannot read {what} {}: {e}", path.display())))
 }
 
 #[cfg(test)]

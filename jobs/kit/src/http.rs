@@ -45,7 +45,8 @@ pub fn client(opts: &HttpOptions, env: &dyn Env) -> JobResult<Client> {
     for cert in extra_ca_certs(env)? {
         b = b.add_root_certificate(cert);
     }
-    b.build().map_err(|e| JobError::usage(format!("cannot set up HTTP client: {}", describe(&e))))
+    b.build()
+        .map_err(|e| JobError::usage(format!("cannot set up HTTP client: {}", describe(&e))))
 }
 
 /// CA certificates from `SSL_CERT_FILE` and `CI_SERVER_TLS_CA_FILE` (paths)
@@ -55,19 +56,29 @@ pub fn client(opts: &HttpOptions, env: &dyn Env) -> JobResult<Client> {
 /// a baffling TLS failure.
 pub fn extra_ca_certs(env: &dyn Env) -> JobResult<Vec<Certificate>> {
     let mut out = Vec::new();
-    for var in ["SSL_CERT_FILE", "CI_SERVER_TLS_CA_FILE", "ADDITIONAL_CA_CERT_BUNDLE"] {
-        let Some(value) = env.first(&[var]) else { continue };
+    for var in [
+        "SSL_CERT_FILE",
+        "CI_SERVER_TLS_CA_FILE",
+        "ADDITIONAL_CA_CERT_BUNDLE",
+    ] {
+        let Some(value) = env.first(&[var]) else {
+            continue;
+        };
         let (pem, origin) = if value.contains("-----BEGIN") {
             (value.into_bytes(), format!("{var} (inline PEM)"))
         } else {
-            let bytes = std::fs::read(&value)
-                .map_err(|e| JobError::usage(format!("{var} names {value}, which cannot be read: {e}")))?;
+            let bytes = std::fs::read(&value).map_err(|e| {
+                JobError::usage(format!("{var} names {value}, which cannot be read: {e}"))
+            })?;
             (bytes, format!("{var} ({value})"))
         };
-        let certs = Certificate::from_pem_bundle(&pem)
-            .map_err(|e| JobError::usage(format!("{origin} is not a PEM certificate bundle: {e}")))?;
+        let certs = Certificate::from_pem_bundle(&pem).map_err(|e| {
+            JobError::usage(format!("{origin} is not a PEM certificate bundle: {e}"))
+        })?;
         if certs.is_empty() {
-            return Err(JobError::usage(format!("{origin} holds no PEM certificate")));
+            return Err(JobError::usage(format!(
+                "{origin} holds no PEM certificate"
+            )));
         }
         out.extend(certs);
     }
@@ -122,19 +133,30 @@ pub fn is_retryable_error(e: &reqwest::Error) -> bool {
 
 /// `Retry-After` as seconds or an HTTP date.
 pub fn retry_after(resp: &Response) -> Option<Duration> {
-    let v = resp.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let v = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
     let when = httpdate::parse_http_date(v).ok()?;
-    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// Sends the request `make` builds, retrying within `policy`. Returns the
 /// last response (which may still be a 5xx/429 once tries run out) or the
 /// last transport error. `make` is called once per try because a request
 /// (and a streaming body) can only be sent once.
-pub async fn send_with_retry<F>(policy: &RetryPolicy, mut make: F) -> Result<Response, reqwest::Error>
+pub async fn send_with_retry<F>(
+    policy: &RetryPolicy,
+    mut make: F,
+) -> Result<Response, reqwest::Error>
 where
     F: FnMut() -> RequestBuilder,
 {
@@ -215,7 +237,9 @@ mod tests {
         let c = count.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
                 let n = c.fetch_add(1, Ordering::SeqCst);
                 let reply = replies[n.min(replies.len() - 1)];
                 let mut buf = [0u8; 4096];
@@ -232,12 +256,18 @@ mod tests {
     }
 
     const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
-    const E503: &str = "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+    const E503: &str =
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
     const E429: &str = "HTTP/1.1 429 Too Many Requests\r\nretry-after: 1\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
     const E404: &str = "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
 
     fn fast() -> RetryPolicy {
-        RetryPolicy { attempts: 4, base_delay: Duration::from_millis(10), max_delay: Duration::from_millis(40), ..Default::default() }
+        RetryPolicy {
+            attempts: 4,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(40),
+            ..Default::default()
+        }
     }
 
     #[tokio::test]
@@ -256,7 +286,11 @@ mod tests {
         let t = std::time::Instant::now();
         let r = send_with_retry(&fast(), || c.get(&url)).await.unwrap();
         assert_eq!(r.status(), 200);
-        assert!(t.elapsed() >= Duration::from_millis(950), "waited {:?}", t.elapsed());
+        assert!(
+            t.elapsed() >= Duration::from_millis(950),
+            "waited {:?}",
+            t.elapsed()
+        );
         assert_eq!(count.load(Ordering::SeqCst), 2);
     }
 
@@ -286,9 +320,17 @@ mod tests {
     #[tokio::test]
     async fn connect_refused_is_retried_then_reported() {
         // Bind and drop to get a port nobody listens on.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let c = client(&HttpOptions::default(), &MapEnv::default()).unwrap();
-        let e = send_with_retry(&fast(), || c.get(format!("http://user:pw@127.0.0.1:{port}/"))).await.unwrap_err();
+        let e = send_with_retry(&fast(), || {
+            c.get(format!("http://user:pw@127.0.0.1:{port}/"))
+        })
+        .await
+        .unwrap_err();
         let msg = remote_error("reaching registry", &e).message;
         assert!(msg.contains("reaching registry"), "{msg}");
         assert!(!msg.contains("pw@"), "{msg}");
@@ -296,7 +338,11 @@ mod tests {
 
     #[test]
     fn backoff_is_bounded_with_jitter() {
-        let p = RetryPolicy { base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1), ..Default::default() };
+        let p = RetryPolicy {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            ..Default::default()
+        };
         for retry in 0..20 {
             let d = p.backoff(retry);
             assert!(d <= Duration::from_secs(1));
@@ -306,7 +352,10 @@ mod tests {
 
     #[test]
     fn extra_ca_bundles() {
-        let env = MapEnv::new([("ADDITIONAL_CA_CERT_BUNDLE", "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n")]);
+        let env = MapEnv::new([(
+            "ADDITIONAL_CA_CERT_BUNDLE",
+            "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+        )]);
         assert!(extra_ca_certs(&env).is_err());
         let env = MapEnv::new([("SSL_CERT_FILE", "/nonexistent/ca.pem")]);
         let e = extra_ca_certs(&env).unwrap_err();

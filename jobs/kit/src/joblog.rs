@@ -20,7 +20,9 @@ pub fn colour() -> bool {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// A collapsible log section; ends when dropped.
@@ -39,7 +41,13 @@ impl Section {
     fn start_with(id: &str, header: &str, collapsed: bool, gitlab: bool) -> Section {
         let id: String = id
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || "_.-".contains(c) { c.to_ascii_lowercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
             .collect();
         let line = start_marker(&id, header, collapsed, gitlab, now());
         let _ = writeln!(std::io::stderr(), "{line}");
@@ -97,7 +105,10 @@ pub fn table(headers: &[&str], rows: &[Vec<String>], max_cell: usize) -> String 
             s
         }
     };
-    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| cut(c)).collect()).collect();
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| cut(c)).collect())
+        .collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for r in &rows {
         for (i, c) in r.iter().enumerate() {
@@ -107,13 +118,21 @@ pub fn table(headers: &[&str], rows: &[Vec<String>], max_cell: usize) -> String 
         }
     }
     let line = |cells: &mut dyn Iterator<Item = &str>| -> String {
-        let parts: Vec<String> =
-            cells.zip(&widths).map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count()))).collect();
+        let parts: Vec<String> = cells
+            .zip(&widths)
+            .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+            .collect();
         parts.join("  ").trim_end().to_string()
     };
     let mut out = line(&mut headers.iter().copied());
     out.push('\n');
-    out.push_str(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
+    out.push_str(
+        &widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .join("  "),
+    );
     out.push('\n');
     for r in &rows {
         out.push_str(&line(&mut r.iter().map(String::as_str)));
@@ -133,16 +152,31 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(label: &str, total: u64) -> Self {
-        Progress { label: label.to_string(), total, last_quarter: 0, tty: std::io::stderr().is_terminal() }
+        Progress {
+            label: label.to_string(),
+            total,
+            last_quarter: 0,
+            tty: std::io::stderr().is_terminal(),
+        }
     }
 
     pub fn update(&mut self, done: u64) {
         let pct = (done * 100).checked_div(self.total).unwrap_or(100).min(100);
         if self.tty {
-            let _ = write!(std::io::stderr(), "\r{}: {pct:>3}% ({done}/{})", self.label, self.total);
+            let _ = write!(
+                std::io::stderr(),
+                "\r{}: {pct:>3}% ({done}/{})",
+                self.label,
+                self.total
+            );
         } else if pct / 25 > self.last_quarter {
             self.last_quarter = pct / 25;
-            let _ = writeln!(std::io::stderr(), "{}: {pct}% ({done}/{})", self.label, self.total);
+            let _ = writeln!(
+                std::io::stderr(),
+                "{}: {pct}% ({done}/{})",
+                self.label,
+                self.total
+            );
         }
     }
 
@@ -163,7 +197,10 @@ mod tests {
             start_marker("scan_summary", "Findings", true, true, 1700000000),
             "\x1b[0Ksection_start:1700000000:scan_summary[collapsed=true]\r\x1b[0KFindings"
         );
-        assert_eq!(end_marker("scan_summary", 5), "\x1b[0Ksection_end:5:scan_summary\r\x1b[0K");
+        assert_eq!(
+            end_marker("scan_summary", 5),
+            "\x1b[0Ksection_end:5:scan_summary\r\x1b[0K"
+        );
         // Outside GitLab: plain text, no escape codes.
         let plain = start_marker("x", "Findings", true, false, 1);
         assert_eq!(plain, "== Findings");
@@ -172,8 +209,18 @@ mod tests {
 
     #[test]
     fn table_aligns_and_cuts() {
-        let t = table(&["ID", "PKG"], &[vec!["CVE-1".into(), "openssl".into()], vec!["X".into(), "a\nb".into()]], 10);
-        assert_eq!(t, "ID     PKG\n-----  -------\nCVE-1  openssl\nX      a b\n");
+        let t = table(
+            &["ID", "PKG"],
+            &[
+                vec!["CVE-1".into(), "openssl".into()],
+                vec!["X".into(), "a\nb".into()],
+            ],
+            10,
+        );
+        assert_eq!(
+            t,
+            "ID     PKG\n-----  -------\nCVE-1  openssl\nX      a b\n"
+        );
         let t = table(&["T"], &[vec!["abcdefghijkl".into()]], 5);
         assert!(t.contains("abcd…"));
     }

@@ -6,6 +6,7 @@
 
 pub mod credentials;
 pub mod dotenv;
+pub mod duration;
 pub mod env;
 pub mod exit;
 pub mod fsutil;

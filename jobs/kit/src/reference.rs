@@ -42,11 +42,14 @@ impl FromStr for Digest {
     type Err = ReferenceError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = |why: &str| ReferenceError::new(s, why);
-        let (algorithm, hex) = s.split_once(':').ok_or_else(|| bad("a digest is ALGORITHM:HEX"))?;
+        let (algorithm, hex) = s
+            .split_once(':')
+            .ok_or_else(|| bad("a digest is ALGORITHM:HEX"))?;
         let alg_ok = !algorithm.is_empty()
             && algorithm.split(['+', '.', '-', '_']).all(|c| {
                 let mut chars = c.chars();
-                chars.next().is_some_and(|f| f.is_ascii_alphabetic()) && chars.all(|ch| ch.is_ascii_alphanumeric())
+                chars.next().is_some_and(|f| f.is_ascii_alphabetic())
+                    && chars.all(|ch| ch.is_ascii_alphanumeric())
             });
         if !alg_ok {
             return Err(bad("digest algorithm is not valid"));
@@ -58,17 +61,25 @@ impl FromStr for Digest {
             "sha512" => Some(128),
             _ => None,
         };
-        let lower_hex = |h: &str| h.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+        let lower_hex = |h: &str| {
+            h.chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+        };
         match want_len {
             Some(n) if hex.len() != n || !lower_hex(hex) => {
-                return Err(bad(&format!("{algorithm} digest must be {n} lowercase hex characters")));
+                return Err(bad(&format!(
+                    "{algorithm} digest must be {n} lowercase hex characters"
+                )));
             }
             None if hex.len() < 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) => {
                 return Err(bad("digest must be at least 32 hex characters"));
             }
             _ => {}
         }
-        Ok(Digest { algorithm: algorithm.to_string(), hex: hex.to_string() })
+        Ok(Digest {
+            algorithm: algorithm.to_string(),
+            hex: hex.to_string(),
+        })
     }
 }
 
@@ -95,24 +106,39 @@ impl ImageRef {
 
     /// The host to talk the registry API to (Docker Hub's API is not on docker.io).
     pub fn api_host(&self) -> &str {
-        if self.registry == DOCKER_HUB { DOCKER_HUB_API } else { &self.registry }
+        if self.registry == DOCKER_HUB {
+            DOCKER_HUB_API
+        } else {
+            &self.registry
+        }
     }
 
     /// The same repository pinned to `digest` (tag kept for readability).
     pub fn with_digest(&self, digest: Digest) -> Self {
-        ImageRef { digest: Some(digest), ..self.clone() }
+        ImageRef {
+            digest: Some(digest),
+            ..self.clone()
+        }
     }
 
     /// The same repository at a tag, no digest.
     pub fn with_tag(&self, tag: &str) -> Self {
-        ImageRef { tag: Some(tag.to_string()), digest: None, ..self.clone() }
+        ImageRef {
+            tag: Some(tag.to_string()),
+            digest: None,
+            ..self.clone()
+        }
     }
 
     /// `name@digest` when there is a digest, else `name:tag` (`latest` when neither).
     pub fn pinned(&self) -> String {
         match &self.digest {
             Some(d) => format!("{}@{d}", self.name()),
-            None => format!("{}:{}", self.name(), self.tag.as_deref().unwrap_or("latest")),
+            None => format!(
+                "{}:{}",
+                self.name(),
+                self.tag.as_deref().unwrap_or("latest")
+            ),
         }
     }
 
@@ -173,12 +199,21 @@ impl FromStr for ImageRef {
         validate_path(path).map_err(|why| bad(&why))?;
         let (registry, repository) = match registry {
             None | Some("index.docker.io") | Some(DOCKER_HUB) => {
-                let repo = if path.contains('/') { path.to_string() } else { format!("library/{path}") };
+                let repo = if path.contains('/') {
+                    path.to_string()
+                } else {
+                    format!("library/{path}")
+                };
                 (DOCKER_HUB.to_string(), repo)
             }
             Some(r) => (r.to_string(), path.to_string()),
         };
-        Ok(ImageRef { registry, repository, tag: tag.map(str::to_string), digest })
+        Ok(ImageRef {
+            registry,
+            repository,
+            tag: tag.map(str::to_string),
+            digest,
+        })
     }
 }
 
@@ -186,7 +221,9 @@ impl FromStr for ImageRef {
 /// or is `localhost`.
 fn split_registry(name: &str) -> (Option<&str>, &str) {
     match name.split_once('/') {
-        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => (Some(first), rest),
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
+            (Some(first), rest)
+        }
         _ => (None, name),
     }
 }
@@ -194,7 +231,9 @@ fn split_registry(name: &str) -> (Option<&str>, &str) {
 fn validate_registry(r: &str) -> Result<(), String> {
     let (host, port) = if let Some(stripped) = r.strip_prefix('[') {
         // [IPv6]:port
-        let end = stripped.find(']').ok_or("registry IPv6 address is missing ']'")?;
+        let end = stripped
+            .find(']')
+            .ok_or("registry IPv6 address is missing ']'")?;
         (&r[..end + 2], stripped[end + 1..].strip_prefix(':'))
     } else {
         match r.split_once(':') {
@@ -203,9 +242,13 @@ fn validate_registry(r: &str) -> Result<(), String> {
         }
     };
     if let Some(p) = port
-        && (p.is_empty() || !p.chars().all(|c| c.is_ascii_digit()) || p.parse::<u32>().map_or(true, |n| n > 65535))
+        && (p.is_empty()
+            || !p.chars().all(|c| c.is_ascii_digit())
+            || p.parse::<u32>().map_or(true, |n| n > 65535))
     {
-        return Err(format!("registry port {p:?} is not a number from 0 to 65535"));
+        return Err(format!(
+            "registry port {p:?} is not a number from 0 to 65535"
+        ));
     }
     if host.starts_with('[') {
         return Ok(());
@@ -217,7 +260,11 @@ fn validate_registry(r: &str) -> Result<(), String> {
                 && !c.starts_with('-')
                 && !c.ends_with('-')
         });
-    if ok { Ok(()) } else { Err(format!("registry host {host:?} is not a valid host name")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("registry host {host:?} is not a valid host name"))
+    }
 }
 
 fn validate_path(path: &str) -> Result<(), String> {
@@ -272,7 +319,9 @@ fn validate_tag(t: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("tag {t:?} is not valid: up to 128 of A-Z a-z 0-9 _ . -, not starting with . or -"))
+        Err(format!(
+            "tag {t:?} is not valid: up to 128 of A-Z a-z 0-9 _ . -, not starting with . or -"
+        ))
     }
 }
 
@@ -286,7 +335,10 @@ pub struct ReferenceError {
 
 impl ReferenceError {
     fn new(input: &str, reason: &str) -> Self {
-        ReferenceError { input: input.to_string(), reason: reason.to_string() }
+        ReferenceError {
+            input: input.to_string(),
+            reason: reason.to_string(),
+        }
     }
 }
 
@@ -353,7 +405,10 @@ mod tests {
             ("localhost:99999/a", "port"),
             ("localhost:x1/a", "port"),
             ("a@sha256:abc", "64"),
-            ("a@sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855", "lowercase"),
+            (
+                "a@sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+                "lowercase",
+            ),
             ("a@md5", "ALGORITHM:HEX"),
             ("a@1sha:0123456789abcdef0123456789abcdef", "algorithm"),
             ("bad_host.example.com/a", "host"),
@@ -373,7 +428,15 @@ mod tests {
         assert_eq!(d.algorithm(), "sha256");
         assert_eq!(d.hex().len(), 64);
         assert!("sha512:abcd".parse::<Digest>().is_err());
-        assert!(format!("sha512:{}", "a".repeat(128)).parse::<Digest>().is_ok());
-        assert!("multihash+base58:0123456789abcdef0123456789abcdef".parse::<Digest>().is_ok());
+        assert!(
+            format!("sha512:{}", "a".repeat(128))
+                .parse::<Digest>()
+                .is_ok()
+        );
+        assert!(
+            "multihash+base58:0123456789abcdef0123456789abcdef"
+                .parse::<Digest>()
+                .is_ok()
+        );
     }
 }

@@ -121,7 +121,10 @@ mod tests {
         r.add_str("abcd");
         r.add_str("abcdefgh");
         r.add_str("x"); // too short to scrub
-        assert_eq!(r.redact("token abcdefgh and abcd x"), "token [redacted] and [redacted] x");
+        assert_eq!(
+            r.redact("token abcdefgh and abcd x"),
+            "token [redacted] and [redacted] x"
+        );
     }
 
     #[test]
@@ -130,7 +133,10 @@ mod tests {
             redact_url_credentials("clone https://oauth2:glpat-xyz@gitlab.com/a/b.git failed"),
             "clone https://gitlab.com/a/b.git failed"
         );
-        assert_eq!(redact_url_credentials("http://host:5000/v2/"), "http://host:5000/v2/");
+        assert_eq!(
+            redact_url_credentials("http://host:5000/v2/"),
+            "http://host:5000/v2/"
+        );
         assert_eq!(redact_url_credentials("no url here"), "no url here");
         assert_eq!(redact_url_credentials("\"https://u:p@h\""), "\"https://h\"");
     }

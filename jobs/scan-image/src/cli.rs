@@ -1,0 +1,158 @@
+//! Flags. Every flag also reads an environment variable; GitLab's
+//! container-scanning variable names are accepted as they are documented.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use kit::env::parse_bool;
+use kit::secret::Secret;
+
+use crate::severity::{FailOn, Severity};
+
+const AFTER_HELP: &str = "\
+Examples:
+  # Scan an image from the GitLab registry and gate on HIGH:
+  scan-image --fail-on high $CI_REGISTRY_IMAGE@$BUILD_DIGEST
+
+  # Convert a report trivy already wrote (no trivy needed):
+  scan-image --trivy-report trivy.json --sarif gl-sast.sarif --junit junit.xml
+
+  # GitLab container-scanning variables work unchanged:
+  CS_IMAGE=registry.example.com/app:1.2 CS_SEVERITY_THRESHOLD=HIGH CS_IGNORE_UNFIXED=true scan-image
+
+Suppression: --ignore-unfixed, --allowlist (GitLab's vulnerability-allowlist.yml,
+picked up from the working directory when present) and --ignore-file (trivy's
+.trivyignore or .trivyignore.yaml; .trivyignore in the working directory is used
+when present). Suppressed findings are counted and listed in the log.
+
+Exit codes: 0 gate passed; 1 findings at or above --fail-on; 2 usage or input
+error; 3 trivy or the registry failed; 4 timed out. Reports are written in every
+case where a scan result exists, so GitLab shows them for failed jobs too.";
+
+/// Scan a container image with trivy, write GitLab security, SARIF, Code
+/// Quality and JUnit reports, and gate the pipeline on severity.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "scan-image", version, about, args_override_self = true, long_about = None, after_long_help = AFTER_HELP, after_help = "Run with --help for examples and exit codes.")]
+pub struct Args {
+    /// Image to scan, by digest when you can (registry/group/app@sha256:…).
+    /// Required unless --trivy-report is given.
+    #[arg(env = "CS_IMAGE", value_name = "IMAGE")]
+    pub image: Option<String>,
+
+    /// Convert this existing trivy JSON report instead of running trivy.
+    #[arg(long, env = "SCAN_TRIVY_REPORT", value_name = "FILE")]
+    pub trivy_report: Option<PathBuf>,
+
+    /// GitLab container_scanning report (artifacts:reports:container_scanning).
+    #[arg(
+        long,
+        env = "SCAN_GITLAB_REPORT",
+        value_name = "FILE",
+        default_value = "gl-container-scanning-report.json"
+    )]
+    pub gitlab_report: PathBuf,
+
+    /// SARIF 2.1.0 report.
+    #[arg(long, env = "SCAN_SARIF", value_name = "FILE")]
+    pub sarif: Option<PathBuf>,
+
+    /// GitLab Code Quality report (artifacts:reports:codequality; shown on GitLab Free).
+    #[arg(long, env = "SCAN_CODEQUALITY", value_name = "FILE")]
+    pub codequality: Option<PathBuf>,
+
+    /// JUnit XML report (artifacts:reports:junit).
+    #[arg(long, env = "SCAN_JUNIT", value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+
+    /// CycloneDX SBOM, made by `trivy convert` from the same scan (needs trivy).
+    #[arg(long, env = "SCAN_SBOM", value_name = "FILE")]
+    pub sbom: Option<PathBuf>,
+
+    /// Counts per severity and the gate result for later jobs (artifacts:reports:dotenv).
+    #[arg(
+        long,
+        env = "SCAN_DOTENV",
+        value_name = "FILE",
+        default_value = "scan-image.env"
+    )]
+    pub dotenv: PathBuf,
+
+    /// Exit 1 when a finding at or above this severity remains after suppression:
+    /// none, unknown, low, medium, high, critical (any case).
+    #[arg(
+        long,
+        env = "SCAN_FAIL_ON",
+        value_name = "LEVEL",
+        default_value = "critical"
+    )]
+    pub fail_on: FailOn,
+
+    /// Report only findings at or above this severity (does not change the gate).
+    #[arg(
+        long,
+        env = "CS_SEVERITY_THRESHOLD",
+        value_name = "LEVEL",
+        default_value = "unknown"
+    )]
+    pub severity_threshold: Severity,
+
+    /// Suppress findings that have no fixed version yet.
+    #[arg(long, env = "CS_IGNORE_UNFIXED", value_name = "BOOL", value_parser = parse_bool, num_args = 0..=1, default_value = "false", default_missing_value = "true")]
+    pub ignore_unfixed: bool,
+
+    /// GitLab vulnerability-allowlist.yml [default: ./vulnerability-allowlist.yml when present].
+    #[arg(long, env = "SCAN_ALLOWLIST", value_name = "FILE")]
+    pub allowlist: Option<PathBuf>,
+
+    /// trivy ignore file, .trivyignore or .trivyignore.yaml (expired_at honoured)
+    /// [default: ./.trivyignore when present].
+    #[arg(long, env = "TRIVY_IGNOREFILE", value_name = "FILE")]
+    pub ignore_file: Option<PathBuf>,
+
+    /// Platform of a multi-arch image to scan, e.g. linux/arm64.
+    #[arg(long, env = "TRIVY_PLATFORM", value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+
+    /// Dockerfile that builds the image: findings point at its final FROM line.
+    #[arg(long, env = "CS_DOCKERFILE_PATH", value_name = "PATH")]
+    pub dockerfile: Option<String>,
+
+    /// The image's name on the default branch (GitLab tracks findings across branches with it).
+    #[arg(long, env = "CS_DEFAULT_BRANCH_IMAGE", value_name = "IMAGE")]
+    pub default_branch_image: Option<String>,
+
+    /// Registry user for pulling IMAGE [default: REGISTRY_USER, CI_REGISTRY_USER, docker config].
+    #[arg(long, env = "CS_REGISTRY_USER", value_name = "USER")]
+    pub registry_user: Option<String>,
+
+    /// Registry password or token for pulling IMAGE.
+    #[arg(
+        long,
+        env = "CS_REGISTRY_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub registry_password: Option<Secret>,
+
+    /// Allow plain HTTP and unverified TLS to IMAGE's registry.
+    #[arg(long, env = "CS_REGISTRY_INSECURE", value_name = "BOOL", value_parser = parse_bool, num_args = 0..=1, default_value = "false", default_missing_value = "true")]
+    pub registry_insecure: bool,
+
+    /// Registries reached over plain HTTP (HOST[:PORT], repeatable or comma-separated).
+    #[arg(
+        long,
+        env = "SECDELIV_INSECURE_REGISTRY",
+        value_name = "HOST[:PORT]",
+        value_delimiter = ','
+    )]
+    pub insecure_registry: Vec<String>,
+
+    /// Give up on trivy after this long (exit 4): 90s, 15m, 1h.
+    #[arg(long, env = "SCAN_TIMEOUT", value_name = "DURATION", default_value = "15m", value_parser = kit::duration::parse)]
+    pub timeout: Duration,
+
+    /// The trivy executable.
+    #[arg(long, env = "SCAN_TRIVY", value_name = "PATH", default_value = "trivy")]
+    pub trivy: PathBuf,
+}

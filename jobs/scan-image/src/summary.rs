@@ -1,0 +1,218 @@
+//! What a run found, in numbers: the job-log summary and the dotenv file.
+
+use std::path::Path;
+
+use kit::JobResult;
+use kit::dotenv::Dotenv;
+use kit::joblog::{self, Section};
+
+use crate::severity::{FailOn, Severity};
+
+/// Rows kept for the log tables; the reports hold everything.
+pub const MAX_ROWS: usize = 50;
+
+/// A finding as a log table row.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub severity: Severity,
+    pub id: String,
+    pub package: String,
+    pub installed: String,
+    pub fixed: String,
+    pub place: String,
+    /// Why it was suppressed (suppressed rows only).
+    pub reason: String,
+}
+
+/// Counts per severity, indexed by `Severity as usize`.
+#[derive(Debug, Default, Clone)]
+pub struct Counts {
+    pub reported: [u64; 5],
+    pub below_threshold: [u64; 5],
+    pub suppressed: [u64; 5],
+    pub duplicates: u64,
+    /// Findings at or above the gate, per severity, and the first rows of each.
+    pub over_gate: [u64; 5],
+    pub gate_rows: [Vec<Row>; 5],
+    pub suppressed_rows: Vec<Row>,
+    /// Expired ignore entries that matched a finding (now reported).
+    pub expired_hits: Vec<String>,
+}
+
+impl Counts {
+    pub fn total_reported(&self) -> u64 {
+        self.reported.iter().sum()
+    }
+    pub fn total_suppressed(&self) -> u64 {
+        self.suppressed.iter().sum()
+    }
+    pub fn total_over_gate(&self) -> u64 {
+        self.over_gate.iter().sum()
+    }
+    /// Findings that count for the gate: not suppressed, any severity.
+    pub fn remaining(&self, s: Severity) -> u64 {
+        self.reported[s as usize] + self.below_threshold[s as usize]
+    }
+
+    pub fn add_gate_row(&mut self, row: Row) {
+        let i = row.severity as usize;
+        self.over_gate[i] += 1;
+        if self.gate_rows[i].len() < MAX_ROWS {
+            self.gate_rows[i].push(row);
+        }
+    }
+
+    pub fn add_suppressed_row(&mut self, row: Row) {
+        self.suppressed[row.severity as usize] += 1;
+        if self.suppressed_rows.len() < MAX_ROWS {
+            self.suppressed_rows.push(row);
+        }
+    }
+
+    /// Writes counts and the gate result for later jobs.
+    pub fn write_dotenv(&self, path: &Path, fail_on: FailOn, threshold: Severity) -> JobResult<()> {
+        let mut d = Dotenv::new();
+        for s in Severity::WORST_FIRST {
+            d.set(&format!("SCAN_{}", s.trivy()), self.reported[s as usize])?;
+        }
+        d.set("SCAN_TOTAL", self.total_reported())?;
+        d.set("SCAN_SUPPRESSED", self.total_suppressed())?;
+        d.set("SCAN_OVER_GATE", self.total_over_gate())?;
+        d.set("SCAN_FAIL_ON", fail_on)?;
+        d.set("SCAN_SEVERITY_THRESHOLD", threshold.lower())?;
+        d.set(
+            "SCAN_GATE",
+            if self.total_over_gate() > 0 {
+                "failed"
+            } else {
+                "passed"
+            },
+        )?;
+        d.write_merged(path)
+    }
+
+    /// The log: counts per severity, then the findings over the gate, worst
+    /// first, then (collapsed) what was suppressed.
+    pub fn log(&self, title: &str, fail_on: FailOn, threshold: Severity) {
+        {
+            let _s = Section::start("scan_summary", title, false);
+            let rows: Vec<Vec<String>> = Severity::WORST_FIRST
+                .iter()
+                .map(|s| {
+                    let i = *s as usize;
+                    vec![
+                        s.to_string(),
+                        self.reported[i].to_string(),
+                        self.below_threshold[i].to_string(),
+                        self.suppressed[i].to_string(),
+                    ]
+                })
+                .collect();
+            joblog::info(
+                joblog::table(
+                    &["SEVERITY", "REPORTED", "BELOW THRESHOLD", "SUPPRESSED"],
+                    &rows,
+                    40,
+                )
+                .trim_end(),
+            );
+            if threshold > Severity::Unknown {
+                joblog::info(format!(
+                    "reports list findings at or above {threshold} (--severity-threshold); the gate counts all"
+                ));
+            }
+            if self.duplicates > 0 {
+                joblog::info(format!(
+                    "{} duplicate entries in trivy's report were merged",
+                    self.duplicates
+                ));
+            }
+            for hit in &self.expired_hits {
+                joblog::warn(hit);
+            }
+            match fail_on {
+                FailOn::Never => joblog::info("gate: off (--fail-on none)"),
+                FailOn::AtOrAbove(level) if self.total_over_gate() == 0 => joblog::info(format!(
+                    "gate: passed, no finding at or above {level} (--fail-on {fail_on})"
+                )),
+                FailOn::AtOrAbove(level) => {
+                    joblog::info(format!(
+                        "gate: FAILED, {} finding(s) at or above {level} (--fail-on {fail_on})",
+                        self.total_over_gate()
+                    ));
+                    let rows: Vec<Vec<String>> = self
+                        .gate_rows
+                        .iter()
+                        .rev()
+                        .flatten()
+                        .map(|r| {
+                            vec![
+                                r.severity.to_string(),
+                                r.id.clone(),
+                                r.package.clone(),
+                                r.installed.clone(),
+                                r.fixed.clone(),
+                                r.place.clone(),
+                            ]
+                        })
+                        .collect();
+                    joblog::info(
+                        joblog::table(
+                            &[
+                                "SEVERITY",
+                                "ID",
+                                "PACKAGE",
+                                "INSTALLED",
+                                "FIXED IN",
+                                "WHERE",
+                            ],
+                            &rows,
+                            60,
+                        )
+                        .trim_end(),
+                    );
+                    let shown = rows.len() as u64;
+                    if shown < self.total_over_gate() {
+                        joblog::info(format!(
+                            "… and {} more in the reports",
+                            self.total_over_gate() - shown
+                        ));
+                    }
+                }
+            }
+        }
+        if self.total_suppressed() > 0 {
+            let _s = Section::start(
+                "scan_suppressed",
+                &format!("{} suppressed finding(s)", self.total_suppressed()),
+                true,
+            );
+            let mut rows: Vec<&Row> = self.suppressed_rows.iter().collect();
+            rows.sort_by_key(|r| std::cmp::Reverse(r.severity));
+            let rows: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.severity.to_string(),
+                        r.id.clone(),
+                        r.package.clone(),
+                        r.installed.clone(),
+                        r.reason.clone(),
+                    ]
+                })
+                .collect();
+            joblog::info(
+                joblog::table(
+                    &["SEVERITY", "ID", "PACKAGE", "INSTALLED", "SUPPRESSED BY"],
+                    &rows,
+                    100,
+                )
+                .trim_end(),
+            );
+            let shown = rows.len() as u64;
+            if shown < self.total_suppressed() {
+                joblog::info(format!("… and {} more", self.total_suppressed() - shown));
+            }
+        }
+    }
+}
