@@ -48,7 +48,9 @@ impl AtomicFile {
         &self.target
     }
 
-    /// Flushes, syncs and renames the temp file over the target.
+    /// Flushes and renames the temp file over the target. No fsync: the
+    /// guarantee is against a failed or killed job (the old file or the whole
+    /// new one), which is what CI artifacts need, not against power loss.
     pub fn commit(self) -> JobResult<()> {
         let target = self.target;
         let fail = |e: &dyn std::fmt::Display| {
@@ -58,7 +60,6 @@ impl AtomicFile {
             .writer
             .into_inner()
             .map_err(|e| fail(&e.error().to_string()))?;
-        tmp.as_file().sync_all().map_err(|e| fail(&e))?;
         // Reports are read by other users of the runner (GitLab's uploader):
         // tempfile creates 0600, make it like any other file we write.
         set_readable(tmp.path());

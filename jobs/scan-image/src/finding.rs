@@ -50,7 +50,7 @@ impl Key {
     }
 
     pub fn hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        hex(&self.0)
     }
 
     /// An RFC 4122 shaped id (version 8, custom), as GitLab recommends UUIDs.
@@ -68,6 +68,18 @@ impl Key {
             &h[20..]
         )
     }
+}
+
+/// Lowercase hex. (`format!("{:02x}")` per byte was a tenth of the run time
+/// on large reports.)
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+    out
 }
 
 impl Finding<'_, '_> {

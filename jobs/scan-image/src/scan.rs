@@ -28,7 +28,7 @@ use crate::trivy::runner;
 /// What became of one finding, in document order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
-    Reported { rule: u32, first_of_rule: bool },
+    Reported { rule: u32 },
     BelowThreshold,
     Suppressed,
     Duplicate,
@@ -99,8 +99,14 @@ pub fn run(args: &Args, env: &dyn Env) -> JobResult<()> {
     );
     ctx.run_seconds = (finished - started).as_seconds_f64();
 
-    let (verdicts, counts, rules) = classify(&bytes, args, &suppressions).map_err(bad_report)?;
-    write_reports(args, &bytes, &ctx, &verdicts, &counts, rules, &suppressions)?;
+    let mut sarif = args
+        .sarif
+        .as_ref()
+        .map(|p| SarifWriter::create(p, &ctx))
+        .transpose()?;
+    let classified = classify(&bytes, args, &suppressions, sarif.as_mut(), &bad_report)?;
+    write_reports(args, &bytes, &ctx, &classified, sarif, &suppressions)?;
+    let counts = classified.1;
     if let Some(sbom) = &args.sbom {
         write_sbom(args, &json_path, sbom, from_trivy)?;
     }
@@ -332,19 +338,24 @@ fn row(t: &Target<'_>, v: &Vulnerability<'_>, severity: Severity, reason: String
     }
 }
 
-type Classified = (Vec<Verdict>, Counts, u32);
+type Classified = (Vec<Verdict>, Counts);
 
-/// First pass: decide what each finding is, count, number the SARIF rules.
+/// First pass: decide what each finding is, count, number the SARIF rules,
+/// and write each rule at the first finding of its id (so SARIF needs no
+/// pass of its own).
 fn classify(
     bytes: &[u8],
     args: &Args,
     sup: &Suppressions,
-) -> Result<Classified, report::ReportError> {
+    mut sarif: Option<&mut SarifWriter<'_>>,
+    bad_report: &dyn Fn(report::ReportError) -> JobError,
+) -> JobResult<Classified> {
     let mut verdicts = Vec::new();
     let mut counts = Counts::default();
     let mut seen: HashSet<Key> = HashSet::new();
     let mut seen_exact: HashSet<Key> = HashSet::new();
     let mut rules: HashMap<String, u32> = HashMap::new();
+    let mut failure: Option<JobError> = None;
     report::for_each_vulnerability(bytes, &mut |t: &Target<'_>, v: Vulnerability<'_>| {
         let severity = Severity::from_trivy(&v.severity);
         // The same entry twice is one finding; the same id, package and place
@@ -380,18 +391,24 @@ fn classify(
             }
             if severity >= args.severity_threshold {
                 counts.reported[severity as usize] += 1;
-                let n = rules.len() as u32;
-                let mut first_of_rule = false;
-                let rule = *rules
-                    .entry(v.vulnerability_id.to_string())
-                    .or_insert_with(|| {
-                        first_of_rule = true;
-                        n
-                    });
-                Class::Reported {
-                    rule,
-                    first_of_rule,
+                let next = rules.len() as u32;
+                let rule = *rules.entry(v.vulnerability_id.to_string()).or_insert(next);
+                if rule == next
+                    && let Some(w) = sarif.as_mut()
+                {
+                    let f = Finding {
+                        target: t,
+                        vuln: &v,
+                        severity,
+                        key,
+                        rule_index: rule,
+                    };
+                    if let Err(e) = w.add_rule(&f) {
+                        failure = Some(e);
+                        return Err("write failed".into());
+                    }
                 }
+                Class::Reported { rule }
             } else {
                 counts.below_threshold[severity as usize] += 1;
                 Class::BelowThreshold
@@ -403,55 +420,21 @@ fn classify(
             key,
         });
         Ok(())
-    })?;
-    Ok((verdicts, counts, rules.len() as u32))
+    })
+    .map_err(|e| failure.take().unwrap_or_else(|| bad_report(e)))?;
+    Ok((verdicts, counts))
 }
 
-/// Second (and for SARIF rules, third) pass: stream every report.
+/// Second pass: stream every finding into every report.
 fn write_reports(
     args: &Args,
     bytes: &[u8],
     ctx: &ScanContext,
-    verdicts: &[Verdict],
-    counts: &Counts,
-    rule_count: u32,
+    classified: &Classified,
+    mut sarif: Option<SarifWriter<'_>>,
     sup: &Suppressions,
 ) -> JobResult<()> {
-    let io = |e: report::ReportError| JobError::usage(e.to_string());
-    let mut sarif = args
-        .sarif
-        .as_ref()
-        .map(|p| SarifWriter::create(p, ctx))
-        .transpose()?;
-    if let Some(w) = sarif.as_mut()
-        && rule_count > 0
-    {
-        let mut i = 0;
-        let mut failure = None;
-        report::for_each_vulnerability(bytes, &mut |t: &Target<'_>, v: Vulnerability<'_>| {
-            let verdict = verdicts[i];
-            i += 1;
-            if let Class::Reported {
-                rule,
-                first_of_rule: true,
-            } = verdict.class
-            {
-                let f = Finding {
-                    target: t,
-                    vuln: &v,
-                    severity: verdict.severity,
-                    key: verdict.key,
-                    rule_index: rule,
-                };
-                if let Err(e) = w.add_rule(&f) {
-                    failure = Some(e);
-                    return Err("write failed".into());
-                }
-            }
-            Ok(())
-        })
-        .map_err(|e| failure.take().unwrap_or_else(|| io(e)))?;
-    }
+    let (verdicts, counts) = classified;
     let mut gitlab = GitlabWriter::create(&args.gitlab_report, ctx)?;
     let mut cq = args
         .codequality
@@ -468,16 +451,17 @@ fn write_reports(
     report::for_each_vulnerability(bytes, &mut |t: &Target<'_>, v: Vulnerability<'_>| {
         let verdict = verdicts[i];
         i += 1;
+        let finding = |rule_index| Finding {
+            target: t,
+            vuln: &v,
+            severity: verdict.severity,
+            key: verdict.key,
+            rule_index,
+        };
         let mut step = || -> JobResult<()> {
             match verdict.class {
-                Class::Reported { rule, .. } => {
-                    let f = Finding {
-                        target: t,
-                        vuln: &v,
-                        severity: verdict.severity,
-                        key: verdict.key,
-                        rule_index: rule,
-                    };
+                Class::Reported { rule } => {
+                    let f = finding(rule);
                     gitlab.add(&f)?;
                     if let Some(w) = sarif.as_mut() {
                         w.add_result(&f)?;
@@ -491,15 +475,8 @@ fn write_reports(
                 }
                 Class::Suppressed => {
                     if let Some(w) = junit.as_mut() {
-                        let f = Finding {
-                            target: t,
-                            vuln: &v,
-                            severity: verdict.severity,
-                            key: verdict.key,
-                            rule_index: 0,
-                        };
                         let reason = sup.check(t, &v).map(|r| r.to_string()).unwrap_or_default();
-                        w.add_skipped(&f, &reason)?;
+                        w.add_skipped(&finding(0), &reason)?;
                     }
                 }
                 Class::BelowThreshold | Class::Duplicate => {}
@@ -511,20 +488,22 @@ fn write_reports(
             "write failed".to_string()
         })
     })
-    .map_err(|e| failure.take().unwrap_or_else(|| io(e)))?;
+    .map_err(|e| {
+        failure
+            .take()
+            .unwrap_or_else(|| JobError::usage(e.to_string()))
+    })?;
     gitlab.finish()?;
     let mut written = vec![args.gitlab_report.display().to_string()];
-    if let Some(w) = sarif {
-        w.finish()?;
-        written.push(args.sarif.as_ref().unwrap().display().to_string());
-    }
-    if let Some(w) = cq {
-        w.finish()?;
-        written.push(args.codequality.as_ref().unwrap().display().to_string());
-    }
-    if let Some(w) = junit {
-        w.finish()?;
-        written.push(args.junit.as_ref().unwrap().display().to_string());
+    for (done, path) in [
+        (sarif.map(SarifWriter::finish), &args.sarif),
+        (cq.map(CodeQualityWriter::finish), &args.codequality),
+        (junit.map(JunitWriter::finish), &args.junit),
+    ] {
+        if let (Some(result), Some(path)) = (done, path) {
+            result?;
+            written.push(path.display().to_string());
+        }
     }
     joblog::info(format!("reports written: {}", written.join(", ")));
     Ok(())

@@ -139,9 +139,14 @@ fn a_failed_run_keeps_the_previous_report_intact() {
 fn help_teaches_flags_env_and_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = cmd(dir.path());
-    c.arg("--help");
+    c.arg("--help")
+        .env("CS_REGISTRY_PASSWORD", "glpat-help-must-not-show-this");
     let r = run(c);
     assert_eq!(r.code, 0);
+    assert!(
+        !r.all_output().contains("glpat-help-must-not-show-this"),
+        "--help shows the password"
+    );
     for s in [
         "CS_SEVERITY_THRESHOLD",
         "CS_IGNORE_UNFIXED",

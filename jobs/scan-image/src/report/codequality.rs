@@ -5,11 +5,34 @@ use std::path::Path;
 
 use kit::JobResult;
 use kit::fsutil::write_error;
-use serde_json::json;
-use sha2::{Digest as _, Sha256};
+use serde::Serialize;
 
 use super::{JsonStream, ScanContext};
 use crate::finding::Finding;
+
+/// One Code Quality issue (GitLab's subset of the Code Climate format).
+#[derive(Serialize)]
+struct Issue<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    check_name: &'a str,
+    description: String,
+    categories: [&'static str; 1],
+    severity: &'static str,
+    fingerprint: String,
+    location: IssueLocation,
+}
+
+#[derive(Serialize)]
+struct IssueLocation {
+    path: String,
+    lines: Lines,
+}
+
+#[derive(Serialize)]
+struct Lines {
+    begin: u32,
+}
 
 pub struct CodeQualityWriter<'c> {
     out: JsonStream,
@@ -46,22 +69,21 @@ impl<'c> CodeQualityWriter<'c> {
             (None, Some(p)) => (p.trim_start_matches('/').to_string(), 1),
             (None, None) => ("Dockerfile".to_string(), 1),
         };
-        // Code Quality matches issues between branches by fingerprint: derive
-        // it from the finding's identity, not from the image tag.
-        let fingerprint: String = Sha256::digest(format!("codequality/{}", f.key.hex()).as_bytes())
-            [..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let issue = json!({
-            "type": "issue",
-            "check_name": f.id(),
-            "description": description,
-            "categories": ["Security"],
-            "severity": f.severity.codequality(),
-            "fingerprint": fingerprint,
-            "location": { "path": path, "lines": { "begin": line } },
-        });
+        // Code Quality matches issues between branches by fingerprint: the
+        // finding's identity, which leaves out the image tag.
+        let fingerprint = f.key.hex();
+        let issue = Issue {
+            kind: "issue",
+            check_name: f.id(),
+            description,
+            categories: ["Security"],
+            severity: f.severity.codequality(),
+            fingerprint,
+            location: IssueLocation {
+                path,
+                lines: Lines { begin: line },
+            },
+        };
         self.out
             .element(&issue)
             .map_err(|e| write_error(&self.path, e))

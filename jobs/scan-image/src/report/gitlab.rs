@@ -83,7 +83,83 @@ struct Identifier<'a> {
     url: Option<String>,
 }
 
-fn vulnerability(f: &Finding<'_, '_>, ctx: &ScanContext) -> Value {
+#[derive(Serialize)]
+struct Vulnerability<'a> {
+    id: String,
+    name: &'a str,
+    description: &'a str,
+    severity: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    solution: Option<String>,
+    identifiers: Vec<Identifier<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    cvss_vectors: Vec<CvssVector<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    links: Vec<Link<'a>>,
+    location: Location<'a>,
+    details: Details<'a>,
+}
+
+#[derive(Serialize)]
+struct CvssVector<'a> {
+    vendor: &'a str,
+    vector: &'a str,
+}
+
+#[derive(Serialize)]
+struct Link<'a> {
+    url: &'a str,
+}
+
+#[derive(Serialize)]
+struct Location<'a> {
+    dependency: Dependency<'a>,
+    operating_system: &'a str,
+    image: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    default_branch_image: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Dependency<'a> {
+    package: Package<'a>,
+    version: &'a str,
+}
+
+#[derive(Serialize)]
+struct Package<'a> {
+    name: &'a str,
+}
+
+/// GitLab's `details`: named, typed fields shown on the vulnerability page.
+#[derive(Serialize)]
+struct Details<'a> {
+    vulnerable_package: TextDetail<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fixed_version: Option<TextDetail<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    package_path: Option<TextDetail<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    purl: Option<TextDetail<&'a str>>,
+}
+
+#[derive(Serialize)]
+struct TextDetail<T> {
+    name: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    value: T,
+}
+
+fn text<T>(name: &'static str, value: T) -> TextDetail<T> {
+    TextDetail {
+        name,
+        kind: "text",
+        value,
+    }
+}
+
+fn vulnerability<'a>(f: &'a Finding<'_, '_>, ctx: &'a ScanContext) -> Vulnerability<'a> {
     let v = f.vuln;
     let id = f.id();
     let mut identifiers = vec![Identifier {
@@ -105,73 +181,54 @@ fn vulnerability(f: &Finding<'_, '_>, ctx: &ScanContext) -> Value {
             });
         }
     }
-    let mut location = json!({
-        "dependency": { "package": { "name": v.pkg_name }, "version": v.installed_version },
-        "operating_system": ctx.operating_system,
-        "image": ctx.image,
-    });
-    if let Some(d) = ctx
-        .default_branch_image
-        .as_deref()
-        .filter(|d| !d.is_empty())
-    {
-        location["default_branch_image"] = json!(truncate(d, 255));
+    let mut links: Vec<Link<'a>> = Vec::new();
+    for r in v.references.iter().flatten().map(|r| r.trim()) {
+        if is_web_url(r) && !links.iter().any(|l| l.url == r) {
+            links.push(Link { url: r });
+        }
     }
-    let mut out = json!({
-        "id": f.key.uuid(),
-        "name": truncate(f.title(), 255),
-        "severity": f.severity.gitlab(),
-        "identifiers": identifiers,
-        "location": location,
-    });
     let description = v
         .description
         .as_deref()
         .map(str::trim)
         .filter(|d| !d.is_empty())
         .unwrap_or(f.title());
-    out["description"] = json!(truncate(description, 1_048_576));
-    if let Some(s) = f.solution() {
-        out["solution"] = json!(truncate(&s, 7000));
+    Vulnerability {
+        id: f.key.uuid(),
+        name: truncate(f.title(), 255),
+        description: truncate(description, 1_048_576),
+        severity: f.severity.gitlab(),
+        solution: f.solution().map(|s| truncate(&s, 7000).to_string()),
+        identifiers,
+        cvss_vectors: cvss_vectors(f),
+        links,
+        location: Location {
+            dependency: Dependency {
+                package: Package { name: &v.pkg_name },
+                version: &v.installed_version,
+            },
+            operating_system: &ctx.operating_system,
+            image: &ctx.image,
+            default_branch_image: ctx
+                .default_branch_image
+                .as_deref()
+                .filter(|d| !d.is_empty())
+                .map(|d| truncate(d, 255)),
+        },
+        details: Details {
+            vulnerable_package: text(
+                "Vulnerable package",
+                format!("{}:{}", v.pkg_name, v.installed_version),
+            ),
+            fixed_version: v.fixed().map(|x| text("Fixed version", x)),
+            package_path: f.package_path().map(|x| text("Package path", x)),
+            purl: v
+                .pkg_identifier
+                .as_ref()
+                .and_then(|i| i.purl.as_deref())
+                .map(|x| text("Package URL", x)),
+        },
     }
-    let vectors = cvss_vectors(f);
-    if !vectors.is_empty() {
-        out["cvss_vectors"] = Value::Array(vectors);
-    }
-    let mut links: Vec<&str> = Vec::new();
-    for r in v.references.iter().flatten().map(|r| r.trim()) {
-        if is_web_url(r) && !links.contains(&r) {
-            links.push(r);
-        }
-    }
-    if !links.is_empty() {
-        out["links"] = links.iter().map(|u| json!({ "url": u })).collect();
-    }
-    let mut details = serde_json::Map::new();
-    let mut detail = |key: &str, name: &str, value: &str| {
-        if !value.is_empty() {
-            details.insert(
-                key.into(),
-                json!({ "name": name, "type": "text", "value": value }),
-            );
-        }
-    };
-    detail(
-        "vulnerable_package",
-        "Vulnerable package",
-        &format!("{}:{}", v.pkg_name, v.installed_version),
-    );
-    if let Some(fix) = v.fixed() {
-        detail("fixed_version", "Fixed version", fix);
-    }
-    if let Some(p) = f.package_path() {
-        detail("package_path", "Package path", p);
-    }
-    if let Some(purl) = v.pkg_identifier.as_ref().and_then(|i| i.purl.as_deref()) {
-        detail("purl", "Package URL", purl);
-    }
-    out["details"] = Value::Object(details);
-    out
 }
 
 /// `cve` for CVE ids, `ghsa` for GitHub advisories, else the id's prefix.
@@ -190,7 +247,7 @@ fn identifier_type(id: &str) -> String {
 
 /// Vendor CVSS vectors that GitLab's schema accepts (v2 and v3.x only),
 /// trivy's severity source first, at most 10.
-fn cvss_vectors(f: &Finding<'_, '_>) -> Vec<Value> {
+fn cvss_vectors<'a>(f: &'a Finding<'_, '_>) -> Vec<CvssVector<'a>> {
     let Some(cvss) = f.vuln.cvss.as_ref() else {
         return vec![];
     };
@@ -209,7 +266,7 @@ fn cvss_vectors(f: &Finding<'_, '_>) -> Vec<Value> {
             .flatten()
         {
             if (valid_cvss3(vector) || valid_cvss2(vector)) && out.len() < 10 {
-                out.push(json!({ "vendor": vendor, "vector": vector }));
+                out.push(CvssVector { vendor, vector });
             }
         }
     }

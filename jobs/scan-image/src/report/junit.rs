@@ -106,7 +106,13 @@ impl<'c> JunitWriter<'c> {
 /// Escapes text for XML attributes and content, dropping characters XML 1.0
 /// cannot carry at all (most C0 controls).
 pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+    let plain = |b: u8| {
+        b >= 0x20 && !matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'') || b == b'\n' || b == b'\t'
+    };
+    if s.bytes().all(plain) && !s.contains(['\u{FFFE}', '\u{FFFF}']) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 16);
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
