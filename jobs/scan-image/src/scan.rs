@@ -105,7 +105,7 @@ pub fn run(args: &Args, env: &dyn Env) -> JobResult<()> {
         .map(|p| SarifWriter::create(p, &ctx))
         .transpose()?;
     let classified = classify(&bytes, args, &suppressions, sarif.as_mut(), &bad_report)?;
-    write_reports(args, &bytes, &ctx, &classified, sarif, &suppressions)?;
+    let written = write_reports(args, &bytes, &ctx, &classified, sarif, &suppressions)?;
     let counts = classified.1;
     if let Some(sbom) = &args.sbom {
         write_sbom(args, &json_path, sbom, from_trivy)?;
@@ -118,6 +118,7 @@ pub fn run(args: &Args, env: &dyn Env) -> JobResult<()> {
         ctx.trivy_version.as_deref().unwrap_or("version unknown")
     );
     counts.log(&title, args.fail_on, args.severity_threshold);
+    joblog::info(format!("reports written: {}", written.join(", ")));
     counts.write_dotenv(&args.dotenv, args.fail_on, args.severity_threshold)?;
     gate(&counts, args.fail_on)
 }
@@ -433,7 +434,7 @@ fn write_reports(
     classified: &Classified,
     mut sarif: Option<SarifWriter<'_>>,
     sup: &Suppressions,
-) -> JobResult<()> {
+) -> JobResult<Vec<String>> {
     let (verdicts, counts) = classified;
     let mut gitlab = GitlabWriter::create(&args.gitlab_report, ctx)?;
     let mut cq = args
@@ -505,8 +506,7 @@ fn write_reports(
             written.push(path.display().to_string());
         }
     }
-    joblog::info(format!("reports written: {}", written.join(", ")));
-    Ok(())
+    Ok(written)
 }
 
 /// The SBOM comes from `trivy convert` of the very JSON the reports came from.
