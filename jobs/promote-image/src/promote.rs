@@ -1,0 +1,601 @@
+//! The promotion: resolve SRC once, walk its manifests, make every blob
+//! present at DST, then push manifests (children first) and tags.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use futures_util::{StreamExt, TryStreamExt, stream};
+use kit::credentials::Credentials;
+use kit::dotenv::Dotenv;
+use kit::env::Env;
+use kit::http::RetryPolicy;
+use kit::joblog::{Section, info};
+use kit::reference::{Digest, ImageRef};
+use kit::{JobError, JobResult};
+use registry::{
+    BlobCopy, ClientOptions, Contents, Descriptor, Manifest, Registry, Stats, credentials_for,
+};
+
+use crate::cli::Args;
+
+/// What a promotion needs, independent of how flags were read.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub src: String,
+    pub dst: String,
+    pub tags: Vec<String>,
+    pub src_credentials: Option<Credentials>,
+    pub dst_credentials: Option<Credentials>,
+    pub insecure_registries: Vec<String>,
+    pub platforms: Vec<String>,
+    pub parallel: usize,
+    pub retry: RetryPolicy,
+}
+
+impl Options {
+    /// From parsed flags; a half credential pair is a usage error.
+    pub fn from_args(a: &Args) -> JobResult<Options> {
+        Ok(Options {
+            src: a.src.clone(),
+            dst: a.dst.clone(),
+            tags: a.tags.clone(),
+            src_credentials: Credentials::from_pair(
+                a.src_username.as_deref(),
+                a.src_password.as_ref(),
+                "--src-username",
+                "--src-password",
+            )?,
+            dst_credentials: Credentials::from_pair(
+                a.dst_username.as_deref(),
+                a.dst_password.as_ref(),
+                "--dst-username",
+                "--dst-password",
+            )?,
+            insecure_registries: a.insecure_registries.clone(),
+            platforms: a.platform.clone(),
+            parallel: a.parallel.into(),
+            retry: RetryPolicy {
+                attempts: a.retries,
+                ..RetryPolicy::default()
+            },
+        })
+    }
+}
+
+/// Blob outcomes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BlobTally {
+    pub copied: usize,
+    pub mounted: usize,
+    pub present: usize,
+    /// Blob bytes uploaded.
+    pub bytes: u64,
+}
+
+/// What a promotion did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// `DST-name@sha256:…`
+    pub reference: String,
+    pub digest: Digest,
+    /// The image was already complete at DST (only tags were checked).
+    pub already_present: bool,
+    /// Manifests pushed (index and platform manifests; tags not counted).
+    pub manifests_pushed: usize,
+    /// Tags written (tags already on the digest are not rewritten).
+    pub tags_pushed: Vec<String>,
+    /// Tags checked and already right.
+    pub tags_unchanged: Vec<String>,
+    pub blobs: BlobTally,
+    pub src_stats: Stats,
+    /// DST counters (equal to `src_stats` when one client served both).
+    pub dst_stats: Stats,
+    pub shared_client: bool,
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    /// Requests sent to registries and token endpoints, both sides.
+    pub fn requests(&self) -> u64 {
+        if self.shared_client {
+            self.dst_stats.requests
+        } else {
+            self.src_stats.requests + self.dst_stats.requests
+        }
+    }
+}
+
+/// The job: flags → promotion → stdout line and dotenv.
+pub fn run(args: &Args, env: &dyn Env) -> JobResult<()> {
+    let options = Options::from_args(args)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| JobError::remote(format!("cannot start the async runtime: {e}")))?;
+    let outcome = rt.block_on(promote(&options, env))?;
+    if !args.dotenv.as_os_str().is_empty() {
+        let mut d = Dotenv::new();
+        d.set("PROMOTED_IMAGE", &outcome.reference)?;
+        d.set("PROMOTED_DIGEST", &outcome.digest)?;
+        d.write_merged(&args.dotenv)?;
+    }
+    println!("{}", outcome.reference);
+    Ok(())
+}
+
+/// Copies SRC's digest to DST. See the crate docs.
+pub async fn promote(o: &Options, env: &dyn Env) -> JobResult<Outcome> {
+    let started = Instant::now();
+    let src = ImageRef::parse(&o.src).map_err(|e| JobError::usage(format!("SRC: {e}")))?;
+    let dst = ImageRef::parse(&o.dst).map_err(|e| JobError::usage(format!("DST: {e}")))?;
+    if dst.digest.is_some() {
+        return Err(JobError::usage(format!(
+            "DST {} has a digest; give DST as registry/repository[:tag] (its digest will be SRC's)",
+            o.dst
+        )));
+    }
+    let mut tags: Vec<String> = Vec::new();
+    for t in dst.tag.iter().chain(o.tags.iter()) {
+        ImageRef::parse(&format!("{}:{t}", dst.name()))
+            .map_err(|e| JobError::usage(format!("--tag {t:?}: {e}")))?;
+        if !tags.contains(t) {
+            tags.push(t.clone());
+        }
+    }
+
+    let client_opts = ClientOptions {
+        insecure_registries: o.insecure_registries.clone(),
+        retry: o.retry,
+        ..Default::default()
+    };
+    let src_creds = credentials_for("source", &src.registry, o.src_credentials.clone(), env)?;
+    let dst_creds = credentials_for("destination", &dst.registry, o.dst_credentials.clone(), env)?;
+    let same_login = src.registry == dst.registry && same_credentials(&src_creds, &dst_creds);
+    let src_reg = Registry::for_image(&src, src_creds, &client_opts, env)?;
+    let dst_reg = if same_login {
+        src_reg.clone()
+    } else {
+        Registry::for_image(&dst, dst_creds, &client_opts, env)?
+    };
+
+    // 1. Resolve SRC once: one GET of the manifest; its digest is the sha256 of those bytes.
+    let reference = registry::reference_of(&src);
+    let top = src_reg
+        .manifest(&src.repository, &reference)
+        .await?
+        .ok_or_else(|| {
+            JobError::remote(format!(
+                "{} not found",
+                registry::display_ref(&src.registry, &src.repository, &reference)
+            ))
+        })?;
+    let digest = top.digest.clone();
+    let out_ref = format!("{}@{digest}", dst.name());
+    info(format!(
+        "source {} resolved to {digest} ({})",
+        src,
+        kind_of(&top.media_type)
+    ));
+
+    // 2. Already complete at DST? Then only tags can be missing.
+    let already = dst_reg
+        .manifest_head(&dst.repository, &digest.to_string())
+        .await?
+        .is_some();
+    let mut manifests_pushed = 0;
+    let mut tally = BlobTally::default();
+    if already {
+        info(format!(
+            "{out_ref} is already at the destination; no blob is sent"
+        ));
+        if !o.platforms.is_empty() {
+            check_platforms(&src_reg, &src.repository, &top, &o.platforms).await?;
+        }
+    } else {
+        // 3. Every manifest under the top one, children before parents.
+        let nodes = collect(&src_reg, &src.repository, top.clone(), o.parallel).await?;
+        check_platforms(&src_reg, &src.repository, &top, &o.platforms).await?;
+        // 4. Which of them DST lacks (a manifest there implies its blobs are).
+        let missing: Vec<&Node> = stream::iter(nodes.iter())
+            .map(|n| {
+                let (dst_reg, dst_repo, digest) = (&dst_reg, &dst.repository, &digest);
+                async move {
+                    if &n.manifest.digest == digest {
+                        return Ok::<_, JobError>(Some(n));
+                    }
+                    let have = dst_reg
+                        .manifest_head(dst_repo, &n.manifest.digest.to_string())
+                        .await?
+                        .is_some();
+                    Ok((!have).then_some(n))
+                }
+            })
+            .buffered(o.parallel)
+            .try_filter_map(|x| async move { Ok(x) })
+            .try_collect()
+            .await?;
+        // 5. Blobs.
+        let mut seen = HashSet::new();
+        let mut blobs: Vec<(Descriptor, String)> = Vec::new();
+        for n in &missing {
+            if let Contents::Image { config, layers } = &n.contents {
+                for b in std::iter::once(config).chain(layers) {
+                    if is_foreign(&b.media_type) {
+                        info(format!("  skipping non-distributable layer {}", b.digest));
+                        continue;
+                    }
+                    if seen.insert(b.digest.clone()) {
+                        blobs.push((b.clone(), n.label.clone()));
+                    }
+                }
+            }
+        }
+        let total: u64 = blobs.iter().map(|(b, _)| b.size).sum();
+        {
+            let _s = Section::start(
+                "promote_blobs",
+                &format!("Blobs: {} ({})", blobs.len(), human(total)),
+                false,
+            );
+            let results: Vec<(Descriptor, String, BlobCopy)> = stream::iter(blobs)
+                .map(|(b, label)| {
+                    let (src_reg, dst_reg) = (&src_reg, &dst_reg);
+                    let (src_repo, dst_repo) = (&src.repository, &dst.repository);
+                    async move {
+                        let r = dst_reg.copy_blob(dst_repo, src_reg, src_repo, &b).await?;
+                        let what = match r {
+                            BlobCopy::Present => "present".to_string(),
+                            BlobCopy::Mounted => format!("mounted from {src_repo}"),
+                            BlobCopy::Copied(n) => format!("copied {}", human(n)),
+                        };
+                        info(format!(
+                            "  {label:<16} {} {:>10}  {what}",
+                            short(&b.digest),
+                            human(b.size)
+                        ));
+                        Ok::<_, JobError>((b, label, r))
+                    }
+                })
+                .buffer_unordered(o.parallel)
+                .try_collect()
+                .await?;
+            for (_, _, r) in &results {
+                match r {
+                    BlobCopy::Present => tally.present += 1,
+                    BlobCopy::Mounted => tally.mounted += 1,
+                    BlobCopy::Copied(n) => {
+                        tally.copied += 1;
+                        tally.bytes += n;
+                    }
+                }
+            }
+        }
+        // 6. Manifests, children first; the top one by digest only when no
+        //    tag will carry it.
+        for n in &missing {
+            let is_top = n.manifest.digest == digest;
+            if is_top && !tags.is_empty() {
+                continue;
+            }
+            dst_reg
+                .push_manifest_raw(&dst.repository, &n.manifest.digest.to_string(), &n.manifest)
+                .await?;
+            manifests_pushed += 1;
+            info(format!(
+                "  pushed manifest {} ({})",
+                short(&n.manifest.digest),
+                n.label
+            ));
+        }
+    }
+
+    // 7. Tags, after everything they point at is in place.
+    let mut tags_pushed = Vec::new();
+    let mut tags_unchanged = Vec::new();
+    for t in &tags {
+        let current = dst_reg.manifest_head(&dst.repository, t).await?;
+        if current.as_ref().is_some_and(|c| c.digest == digest) {
+            tags_unchanged.push(t.clone());
+            continue;
+        }
+        dst_reg.push_manifest_raw(&dst.repository, t, &top).await?;
+        if !already && tags_pushed.is_empty() {
+            manifests_pushed += 1;
+        }
+        info(format!("  tagged {}:{t}", dst.name()));
+        tags_pushed.push(t.clone());
+    }
+
+    let outcome = Outcome {
+        reference: out_ref,
+        digest,
+        already_present: already,
+        manifests_pushed,
+        tags_pushed,
+        tags_unchanged,
+        blobs: tally,
+        src_stats: src_reg.stats(),
+        dst_stats: dst_reg.stats(),
+        shared_client: same_login,
+        elapsed: started.elapsed(),
+    };
+    summary(&outcome);
+    Ok(outcome)
+}
+
+/// A manifest under the top one, with what it references.
+struct Node {
+    manifest: Manifest,
+    contents: Contents,
+    /// Platform, `attestation`, or `index`.
+    label: String,
+}
+
+/// Fetches every manifest reachable from `top` (by digest, checked) and
+/// returns them children first, `top` last.
+async fn collect(
+    reg: &Registry,
+    repo: &str,
+    top: Manifest,
+    parallel: usize,
+) -> JobResult<Vec<Node>> {
+    let mut out = Vec::new();
+    let mut pending = vec![(top, "index".to_string(), 0usize)];
+    // Depth-first post-order without recursion: expand, then emit parents last.
+    let mut stack: Vec<Node> = Vec::new();
+    while let Some((m, label, depth)) = pending.pop() {
+        if depth > 4 {
+            return Err(JobError::remote(
+                "image indexes are nested more than 4 deep",
+            ));
+        }
+        let contents = m.contents()?;
+        let label = if matches!(contents, Contents::Image { .. }) && label == "index" {
+            "image".into()
+        } else {
+            label
+        };
+        if let Contents::Index(entries) = &contents {
+            let children: Vec<(Manifest, String)> = stream::iter(entries.iter())
+                .map(|e| async move {
+                    let d = e.descriptor.digest.to_string();
+                    let m = reg.manifest(repo, &d).await?.ok_or_else(|| {
+                        JobError::remote(format!("the source index references {d}, which the source repository {repo} does not have"))
+                    })?;
+                    let label = if e.attestation {
+                        "attestation".to_string()
+                    } else {
+                        e.platform.clone().unwrap_or_else(|| "manifest".into())
+                    };
+                    Ok::<_, JobError>((m, label))
+                })
+                .buffered(parallel)
+                .try_collect()
+                .await?;
+            for (m, l) in children {
+                pending.push((m, l, depth + 1));
+            }
+        }
+        stack.push(Node {
+            manifest: m,
+            contents,
+            label,
+        });
+    }
+    // `stack` has parents before children; reverse for children first.
+    let mut seen = HashSet::new();
+    while let Some(n) = stack.pop() {
+        if seen.insert(n.manifest.digest.clone()) {
+            out.push(n);
+        }
+    }
+    Ok(out)
+}
+
+/// `--platform`: every requested platform must be in SRC.
+async fn check_platforms(
+    reg: &Registry,
+    repo: &str,
+    top: &Manifest,
+    wanted: &[String],
+) -> JobResult<()> {
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let have: Vec<String> = match top.contents()? {
+        Contents::Index(entries) => entries
+            .into_iter()
+            .filter(|e| !e.attestation)
+            .filter_map(|e| e.platform)
+            .collect(),
+        Contents::Image { config, .. } => {
+            let bytes = reg.fetch_blob(repo, &config.digest, 1024 * 1024).await?;
+            vec![config_platform(&bytes)]
+        }
+    };
+    for w in wanted {
+        let w = w.trim();
+        if !have
+            .iter()
+            .any(|h| h == w || h.starts_with(&format!("{w}/")))
+        {
+            return Err(JobError::usage(format!(
+                "--platform {w}: the source image has no {w} manifest (it has: {})",
+                if have.is_empty() {
+                    "none".to_string()
+                } else {
+                    have.join(", ")
+                }
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `os/architecture` of an image config.
+fn config_platform(bytes: &[u8]) -> String {
+    let v: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+    let field = |k: &str| {
+        v.get(k)
+            .and_then(|x| x.as_str())
+            .unwrap_or("unknown")
+            .to_string()
+    };
+    format!("{}/{}", field("os"), field("architecture"))
+}
+
+fn same_credentials(a: &Option<Credentials>, b: &Option<Credentials>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.username == b.username && a.password == b.password,
+        _ => false,
+    }
+}
+
+fn is_foreign(media_type: &str) -> bool {
+    media_type.contains("nondistributable") || media_type.contains("foreign")
+}
+
+fn kind_of(media_type: &str) -> &'static str {
+    match media_type {
+        registry::manifest::OCI_INDEX => "OCI image index",
+        registry::manifest::DOCKER_MANIFEST_LIST => "Docker manifest list",
+        registry::manifest::OCI_MANIFEST => "OCI image manifest",
+        registry::manifest::DOCKER_MANIFEST => "Docker image manifest",
+        _ => "manifest",
+    }
+}
+
+fn short(d: &Digest) -> String {
+    format!("{}:{}", d.algorithm(), &d.hex()[..12.min(d.hex().len())])
+}
+
+/// Bytes for people: `12.3 MB`.
+pub fn human(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), for the summary.
+pub fn peak_memory() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn summary(o: &Outcome) {
+    let sent = if o.shared_client {
+        o.dst_stats.bytes_sent
+    } else {
+        o.src_stats.bytes_sent + o.dst_stats.bytes_sent
+    };
+    info(format!(
+        "blobs: {} copied ({}), {} mounted, {} already present; manifests pushed: {}; tags written: {}{}",
+        o.blobs.copied,
+        human(o.blobs.bytes),
+        o.blobs.mounted,
+        o.blobs.present,
+        o.manifests_pushed,
+        if o.tags_pushed.is_empty() {
+            "none".to_string()
+        } else {
+            o.tags_pushed.join(", ")
+        },
+        if o.tags_unchanged.is_empty() {
+            String::new()
+        } else {
+            format!(" (unchanged: {})", o.tags_unchanged.join(", "))
+        },
+    ));
+    info(format!(
+        "done in {:.1}s: {} requests, {} sent{}",
+        o.elapsed.as_secs_f64(),
+        o.requests(),
+        human(sent),
+        peak_memory()
+            .map(|p| format!(", peak memory {}", human(p)))
+            .unwrap_or_default()
+    ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human(999), "999 B");
+        assert_eq!(human(40_000_000), "40.0 MB");
+    }
+
+    #[test]
+    fn platform_of_config() {
+        assert_eq!(
+            config_platform(br#"{"architecture":"arm64","os":"linux","rootfs":{}}"#),
+            "linux/arm64"
+        );
+        assert_eq!(config_platform(b"nope"), "unknown/unknown");
+    }
+
+    #[tokio::test]
+    async fn usage_errors_before_any_network() {
+        let env = kit::env::MapEnv::new([("DOCKER_CONFIG", "/nonexistent")]);
+        let base = Options {
+            src: "127.0.0.1:1/a:1".into(),
+            dst: "127.0.0.1:1/b".into(),
+            tags: vec![],
+            src_credentials: None,
+            dst_credentials: None,
+            insecure_registries: vec![],
+            platforms: vec![],
+            parallel: 1,
+            retry: RetryPolicy::default(),
+        };
+        let e = promote(
+            &Options {
+                src: "Bad Ref".into(),
+                ..base.clone()
+            },
+            &env,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.kind, kit::ExitKind::Usage);
+        assert!(e.message.starts_with("SRC:"), "{}", e.message);
+        let d = format!("127.0.0.1:1/b@sha256:{}", "a".repeat(64));
+        let e = promote(
+            &Options {
+                dst: d,
+                ..base.clone()
+            },
+            &env,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.kind, kit::ExitKind::Usage);
+        assert!(e.message.contains("has a digest"));
+        let e = promote(
+            &Options {
+                tags: vec!["-bad".into()],
+                ..base
+            },
+            &env,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.kind, kit::ExitKind::Usage);
+        assert!(e.message.contains("--tag"));
+    }
+}
