@@ -128,6 +128,11 @@ pub fn is_retryable_error(e: &reqwest::Error) -> bool {
     if e.is_builder() || e.is_redirect() || e.is_decode() {
         return false;
     }
+    // A TLS handshake that fails on the certificate fails the same way every
+    // time: report it at once instead of retrying.
+    if describe(e).to_ascii_lowercase().contains("certificate") {
+        return false;
+    }
     e.is_connect() || e.is_timeout() || e.is_request() || e.is_body()
 }
 

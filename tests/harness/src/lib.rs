@@ -1,6 +1,7 @@
 //! Shared test harness: where the reference schemas are and how to validate
 //! against them; helpers that start real components on 127.0.0.1.
 
+pub mod argocd_sim;
 pub mod registry;
 pub mod schemas;
 pub mod git_server;
