@@ -1,0 +1,250 @@
+//! cosign's `.sig` tag format: the signatures of image digest
+//! `sha256:<hex>` live in the same repository under the tag
+//! `sha256-<hex>.sig`, as an OCI image manifest with one layer per
+//! signature. Each layer's blob is a simple-signing payload
+//! (media type [`SIMPLESIGNING_MEDIA_TYPE`]) and its annotation
+//! [`SIGNATURE_ANNOTATION`] holds the base64 signature of that blob.
+//!
+//! The manifest and config are laid out as cosign (go-containerregistry)
+//! writes them: descriptor fields in the order `mediaType`, `size`,
+//! `digest`, `annotations`; a config whose `rootfs.diff_ids` lists the layer
+//! digests (the payloads are uncompressed, so digest = diff id).
+
+use std::collections::BTreeMap;
+
+use kit::reference::Digest;
+use serde::{Deserialize, Serialize};
+
+use crate::keys::PublicKey;
+
+pub const SIMPLESIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+pub const OCI_MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
+/// Payload blobs bigger than this are not read (cosign payloads are ~250 bytes).
+pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+/// At most this many signature layers are checked by verify (each costs a
+/// blob fetch); a `.sig` manifest with more is refused (fails closed).
+pub const MAX_SIGNATURE_LAYERS: usize = 256;
+
+/// `sha256:<hex>` → `sha256-<hex>.sig`.
+pub fn signature_tag(digest: &Digest) -> String {
+    format!("{}-{}.sig", digest.algorithm(), digest.hex())
+}
+
+/// A content descriptor with annotations (the registry crate's
+/// `Descriptor` has none; signatures live in them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layer {
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    pub size: u64,
+    pub digest: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub annotations: Option<BTreeMap<String, String>>,
+    /// Fields we do not interpret (`urls`, `artifactType`, …) are kept.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Layer {
+    pub fn signature(&self) -> Option<&str> {
+        self.annotations
+            .as_ref()?
+            .get(SIGNATURE_ANNOTATION)
+            .map(String::as_str)
+    }
+    pub fn is_simplesigning(&self) -> bool {
+        self.media_type == SIMPLESIGNING_MEDIA_TYPE
+    }
+}
+
+/// The signature manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigManifest {
+    #[serde(rename = "schemaVersion")]
+    pub schema_version: u32,
+    #[serde(rename = "mediaType", skip_serializing_if = "Option::is_none", default)]
+    pub media_type: Option<String>,
+    pub config: Layer,
+    #[serde(default)]
+    pub layers: Vec<Layer>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub annotations: Option<BTreeMap<String, String>>,
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What [`SigManifest::append`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// A layer with the same payload and a signature by the same key was
+    /// already there (cosign's duplicate rule); nothing to push.
+    Duplicate,
+    /// The new manifest bytes and the config blob they reference.
+    New { manifest: Vec<u8>, config: Vec<u8> },
+}
+
+impl SigManifest {
+    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| format!("signature manifest cannot be parsed: {e}"))
+    }
+
+    fn empty() -> Self {
+        SigManifest {
+            schema_version: 2,
+            media_type: Some(OCI_MANIFEST_MEDIA_TYPE.to_string()),
+            config: Layer {
+                media_type: OCI_CONFIG_MEDIA_TYPE.into(),
+                size: 0,
+                digest: String::new(),
+                annotations: None,
+                extra: Default::default(),
+            },
+            layers: Vec::new(),
+            annotations: None,
+            extra: Default::default(),
+        }
+    }
+
+    /// Adds a signature layer for `payload` to `existing` (or a new manifest).
+    ///
+    /// Duplicate rule, as cosign's `DupeDetector`: an existing simple-signing
+    /// layer with the same payload digest whose signature verifies with
+    /// `key` is the same signature (ECDSA signatures by other signers are
+    /// randomized, so the bytes may differ; ours are deterministic).
+    pub fn append(
+        existing: Option<SigManifest>,
+        payload: &[u8],
+        signature_b64: &str,
+        key: &PublicKey,
+    ) -> Appended {
+        let payload_digest = registry::sha256(payload).to_string();
+        let mut m = existing.unwrap_or_else(Self::empty);
+        let dup = m.layers.iter().any(|l| {
+            l.is_simplesigning()
+                && l.digest == payload_digest
+                && l.signature().is_some_and(|s| key.verify_base64(payload, s))
+        });
+        if dup {
+            return Appended::Duplicate;
+        }
+        m.layers.push(Layer {
+            media_type: SIMPLESIGNING_MEDIA_TYPE.into(),
+            size: payload.len() as u64,
+            digest: payload_digest,
+            annotations: Some(BTreeMap::from([(
+                SIGNATURE_ANNOTATION.to_string(),
+                signature_b64.to_string(),
+            )])),
+            extra: Default::default(),
+        });
+        let config = config_for(&m.layers);
+        m.schema_version = 2;
+        m.media_type = Some(OCI_MANIFEST_MEDIA_TYPE.into());
+        m.config = Layer {
+            media_type: OCI_CONFIG_MEDIA_TYPE.into(),
+            size: config.len() as u64,
+            digest: registry::sha256(&config).to_string(),
+            annotations: None,
+            extra: Default::default(),
+        };
+        let manifest = serde_json::to_vec(&m).unwrap_or_default();
+        Appended::New { manifest, config }
+    }
+}
+
+/// The config go-containerregistry writes for cosign's signature image:
+/// empty platform, zero timestamps, one history entry and one diff id per layer.
+pub fn config_for(layers: &[Layer]) -> Vec<u8> {
+    let diff_ids: Vec<&str> = layers.iter().map(|l| l.digest.as_str()).collect();
+    let history: Vec<serde_json::Value> = layers
+        .iter()
+        .map(|_| serde_json::json!({"created": "0001-01-01T00:00:00Z"}))
+        .collect();
+    // serde_json's `json!` keeps keys sorted (no preserve_order), which is
+    // exactly Go's struct order here except `config`; write it by hand.
+    format!(
+        r#"{{"architecture":"","created":"0001-01-01T00:00:00Z","history":{},"os":"","rootfs":{{"type":"layers","diff_ids":{}}},"config":{{}}}}"#,
+        serde_json::Value::from(history),
+        serde_json::to_string(&diff_ids).unwrap_or_default()
+    )
+    .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::PrivateKey;
+
+    #[test]
+    fn tag_name() {
+        let d = Digest::sha256_hex("ab".repeat(32)).unwrap();
+        assert_eq!(signature_tag(&d), format!("sha256-{}.sig", "ab".repeat(32)));
+    }
+
+    #[test]
+    fn append_builds_cosign_layout_and_dedupes() {
+        let k = PrivateKey::generate().unwrap();
+        let payload = br#"{"critical":{}}"#;
+        let sig = k.sign_base64(payload);
+        let Appended::New { manifest, config } =
+            SigManifest::append(None, payload, &sig, &k.public())
+        else {
+            panic!("first signature must be new")
+        };
+        let text = String::from_utf8(manifest.clone()).unwrap();
+        assert!(text.starts_with(r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","size":"#), "{text}");
+        assert!(text.contains(r#""layers":[{"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json","size":15,"digest":"sha256:"#), "{text}");
+        let m = SigManifest::parse(&manifest).unwrap();
+        assert_eq!(m.config.digest, registry::sha256(&config).to_string());
+        let cfg: serde_json::Value = serde_json::from_slice(&config).unwrap();
+        assert_eq!(cfg["rootfs"]["diff_ids"][0], m.layers[0].digest);
+        assert_eq!(m.layers[0].signature(), Some(sig.as_str()));
+
+        // Same key + payload → duplicate, even with a different (randomized) signature encoding.
+        assert_eq!(
+            SigManifest::append(Some(m.clone()), payload, &sig, &k.public()),
+            Appended::Duplicate
+        );
+        // Another key → appended, first layer kept byte for byte.
+        let k2 = PrivateKey::generate().unwrap();
+        let Appended::New {
+            manifest: m2,
+            config: c2,
+        } = SigManifest::append(
+            Some(m.clone()),
+            payload,
+            &k2.sign_base64(payload),
+            &k2.public(),
+        )
+        else {
+            panic!()
+        };
+        let m2 = SigManifest::parse(&m2).unwrap();
+        assert_eq!(m2.layers.len(), 2);
+        assert_eq!(m2.layers[0], m.layers[0]);
+        let cfg: serde_json::Value = serde_json::from_slice(&c2).unwrap();
+        assert_eq!(cfg["history"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn foreign_fields_survive() {
+        let text = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","size":2,"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},"layers":[{"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json","size":3,"digest":"sha256:aaaa","annotations":{"dev.cosignproject.cosign/signature":"x","dev.sigstore.cosign/bundle":"{}"}}],"subject":{"x":1}}"#;
+        let m = SigManifest::parse(text.as_bytes()).unwrap();
+        assert_eq!(m.extra["subject"]["x"], 1);
+        let k = PrivateKey::generate().unwrap();
+        let Appended::New { manifest, .. } =
+            SigManifest::append(Some(m), b"p", &k.sign_base64(b"p"), &k.public())
+        else {
+            panic!()
+        };
+        let back = SigManifest::parse(&manifest).unwrap();
+        assert_eq!(
+            back.layers[0].annotations.as_ref().unwrap()["dev.sigstore.cosign/bundle"],
+            "{}"
+        );
+        assert!(back.extra.contains_key("subject"));
+    }
+}

@@ -1,0 +1,712 @@
+//! The real binary against a real registry (Debian's docker-registry on
+//! 127.0.0.1) holding real multi-arch images pushed with skopeo.
+
+mod common;
+
+use common::*;
+use harness::registry::{ImageSpec, TestRegistry, push_image};
+
+fn small_spec(seed: u64) -> ImageSpec {
+    ImageSpec {
+        layer_sizes: vec![512],
+        seed,
+        ..ImageSpec::default()
+    }
+}
+
+#[test]
+fn sign_then_verify_multiarch_and_dedupe_and_append() {
+    let reg = TestRegistry::start();
+    let host = reg.host();
+    let img = push_image(&reg, "team/app", "1.0", &small_spec(1), None);
+    let dir = tempfile::tempdir().unwrap();
+    let a = keys(dir.path(), "a", "pass-a-1234");
+    let b = keys(dir.path(), "b", "");
+
+    // Sign by tag: the tag resolves to the index digest; key from env://, password from COSIGN_PASSWORD.
+    let pem = std::fs::read_to_string(&a.key_path).unwrap();
+    let r = run(cmd(dir.path())
+        .args([
+            "sign",
+            &format!("{host}/team/app:1.0"),
+            "--insecure-registry",
+            &host,
+        ])
+        .env("COSIGN_PRIVATE_KEY", &pem)
+        .env("COSIGN_PASSWORD", &a.password));
+    assert_code(&r, 0);
+    assert_eq!(r.stdout.trim(), format!("{host}/team/app@{}", img.digest));
+    assert!(!r.all().contains(&a.password) && !r.all().contains(pem.lines().nth(1).unwrap()));
+    let layers = sig_layers(&host, "team/app", &img.digest, None).expect("sig tag exists");
+    assert_eq!(layers.as_array().unwrap().len(), 1);
+    assert_eq!(
+        layers[0]["mediaType"],
+        "application/vnd.dev.cosign.simplesigning.v1+json"
+    );
+    assert!(
+        layers[0]["annotations"]["dev.cosignproject.cosign/signature"]
+            .as_str()
+            .unwrap()
+            .len()
+            > 60
+    );
+
+    // Signing again with the same key leaves one signature and pushes nothing.
+    let r = run(cmd(dir.path())
+        .args([
+            "sign",
+            &format!("{host}/team/app@{}", img.digest),
+            "--insecure-registry",
+            &host,
+        ])
+        .args(["--key", a.key_path.to_str().unwrap()])
+        .env("COSIGN_PASSWORD", &a.password));
+    assert_code(&r, 0);
+    assert!(r.stderr.contains("already signed"), "{}", r.stderr);
+    assert_eq!(
+        sig_layers(&host, "team/app", &img.digest, None)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Another key appends (empty password; COSIGN_PASSWORD unset).
+    let r = run(cmd(dir.path())
+        .args([
+            "sign",
+            &format!("{host}/team/app:1.0"),
+            "--insecure-registry",
+            &host,
+        ])
+        .args(["--key", b.key_path.to_str().unwrap()]));
+    assert_code(&r, 0);
+    let layers = sig_layers(&host, "team/app", &img.digest, None).unwrap();
+    assert_eq!(layers.as_array().unwrap().len(), 2);
+
+    // Both keys verify; stdout is cosign's JSON array of verified payloads.
+    for k in [&a, &b] {
+        let r = run(cmd(dir.path())
+            .args([
+                "verify",
+                &format!("{host}/team/app:1.0"),
+                "--insecure-registry",
+                &host,
+            ])
+            .args(["--key", k.pub_path.to_str().unwrap()]));
+        assert_code(&r, 0);
+        let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+        assert_eq!(v.as_array().unwrap().len(), 1, "{}", r.stdout);
+        assert_eq!(
+            v[0]["critical"]["image"]["docker-manifest-digest"],
+            img.digest.as_str()
+        );
+        assert_eq!(
+            v[0]["critical"]["identity"]["docker-reference"],
+            format!("{host}/team/app")
+        );
+    }
+
+    // A third key: signatures exist but none is valid → exit 1 saying so.
+    let c = keys(dir.path(), "c", "x");
+    let r = run(cmd(dir.path())
+        .args([
+            "verify",
+            &format!("{host}/team/app:1.0"),
+            "--insecure-registry",
+            &host,
+        ])
+        .env(
+            "COSIGN_PUBLIC_KEY",
+            std::fs::read_to_string(&c.pub_path).unwrap(),
+        ));
+    assert_code(&r, 1);
+    assert!(
+        r.cause().contains("2 signature(s) found, none valid"),
+        "{}",
+        r.cause()
+    );
+    assert!(
+        r.cause().contains("does not verify with this key"),
+        "{}",
+        r.cause()
+    );
+    assert!(r.stdout.trim().is_empty());
+}
+
+#[test]
+fn unsigned_missing_and_unreachable() {
+    let reg = TestRegistry::start();
+    let host = reg.host();
+    let img = push_image(
+        &reg,
+        "team/unsigned",
+        "1",
+        &ImageSpec {
+            index: false,
+            attestation: false,
+            ..small_spec(2)
+        },
+        None,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys(dir.path(), "k", "pw-9999");
+
+    let r = run(cmd(dir.path())
+        .args([
+            "verify",
+            &format!("{host}/team/unsigned:1"),
+            "--insecure-registry",
+            &host,
+        ])
+        .args(["--key", k.pub_path.to_str().unwrap()]));
+    assert_code(&r, 1);
+    assert!(
+        r.cause().contains("has no signatures") && r.cause().contains(&img.digest),
+        "{}",
+        r.cause()
+    );
+
+    // A tag that does not exist: exit 3, both for sign and verify.
+    for sub in ["sign", "verify"] {
+        let key = if sub == "sign" {
+            &k.key_path
+        } else {
+            &k.pub_path
+        };
+        let r = run(cmd(dir.path())
+            .args([
+                sub,
+                &format!("{host}/team/unsigned:nope"),
+                "--insecure-registry",
+                &host,
+            ])
+            .args(["--key", key.to_str().unwrap()])
+            .env("COSIGN_PASSWORD", &k.password));
+        assert_code(&r, 3);
+        assert!(r.cause().contains("not found"), "{}", r.cause());
+        assert!(!r.all().contains(&k.password));
+    }
+    // A digest that does not exist.
+    let missing = format!("{host}/team/unsigned@sha256:{}", "0".repeat(64));
+    let r = run(cmd(dir.path())
+        .args(["verify", &missing, "--insecure-registry", &host])
+        .args(["--key", k.pub_path.to_str().unwrap()]));
+    assert_code(&r, 3);
+
+    // Nobody listens: exit 3 after bounded retries.
+    let port = harness::registry::free_port();
+    let r = run(cmd(dir.path())
+        .args([
+            "verify",
+            &format!("127.0.0.1:{port}/x/y:1"),
+            "--insecure-registry",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["--key", k.pub_path.to_str().unwrap()]));
+    assert_code(&r, 3);
+}
+
+#[test]
+fn key_and_input_errors_are_exit_2_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys(dir.path(), "k", "the-right-password");
+    let img = "127.0.0.1:1/never/contacted:1";
+
+    // Wrong password: exit 2 before any network traffic, nothing secret echoed.
+    let r = run(cmd(dir.path())
+        .args([
+            "sign",
+            img,
+            "--insecure-registry",
+            "127.0.0.1:1",
+            "--key",
+            k.key_path.to_str().unwrap(),
+        ])
+        .env("COSIGN_PASSWORD", "a-wrong-password"));
+    assert_code(&r, 2);
+    assert!(
+        r.cause().contains("wrong password or not a cosign key"),
+        "{}",
+        r.cause()
+    );
+    assert!(!r.all().contains("a-wrong-password") && !r.all().contains("the-right-password"));
+
+    // Key variable unset; a public key where a private one is needed; garbage; bad reference.
+    let r = run(cmd(dir.path()).args(["sign", img]));
+    assert_code(&r, 2);
+    assert!(r.cause().contains("COSIGN_PRIVATE_KEY"), "{}", r.cause());
+    let r = run(cmd(dir.path()).args(["sign", img, "--key", k.pub_path.to_str().unwrap()]));
+    assert_code(&r, 2);
+    assert!(r.cause().contains("PUBLIC KEY"), "{}", r.cause());
+    let r = run(cmd(dir.path())
+        .args(["verify", img, "--key", "env://JUNK"])
+        .env("JUNK", "not a key"));
+    assert_code(&r, 2);
+    assert!(
+        r.cause().contains("env://JUNK") && !r.all().contains("not a key"),
+        "{}",
+        r.cause()
+    );
+    let r =
+        run(cmd(dir.path()).args(["verify", "Bad//Ref", "--key", k.pub_path.to_str().unwrap()]));
+    assert_code(&r, 2);
+    let r = run(cmd(dir.path()).args(["sign", img, "--key", "awskms:///x"]));
+    assert_code(&r, 2);
+    let r = run(cmd(dir.path()).args([
+        "sign",
+        img,
+        "-a",
+        "novalue",
+        "--key",
+        k.key_path.to_str().unwrap(),
+    ]));
+    assert_code(&r, 2);
+    assert!(r.cause().contains("KEY=VALUE"), "{}", r.cause());
+}
+
+#[test]
+fn recursive_platform_and_annotations() {
+    let reg = TestRegistry::start();
+    let host = reg.host();
+    let img = push_image(&reg, "team/multi", "2.0", &small_spec(3), None);
+    assert!(
+        img.manifests.len() >= 3,
+        "index with arm64, amd64 and an attestation"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys(dir.path(), "k", "pw-rec-1");
+    let r = run(cmd(dir.path())
+        .args([
+            "sign",
+            &format!("{host}/team/multi:2.0"),
+            "--insecure-registry",
+            &host,
+            "--recursive",
+        ])
+        .args(["-a", "pipeline=42", "--annotation", "commit=abc"])
+        .args(["--key", k.key_path.to_str().unwrap()])
+        .env("COSIGN_PASSWORD", &k.password));
+    assert_code(&r, 0);
+    assert_eq!(
+        r.stdout.lines().count(),
+        1 + img.manifests.len(),
+        "{}",
+        r.stdout
+    );
+    for (_, m) in &img.manifests {
+        assert!(
+            sig_layers(&host, "team/multi", &m.digest, None).is_some(),
+            "{} signed",
+            m.digest
+        );
+    }
+    let verify = |extra: &[&str]| {
+        run(cmd(dir.path())
+            .args([
+                "verify",
+                &format!("{host}/team/multi:2.0"),
+                "--insecure-registry",
+                &host,
+            ])
+            .args(["--key", k.pub_path.to_str().unwrap()])
+            .args(extra))
+    };
+    assert_code(&verify(&["-a", "pipeline=42"]), 0);
+    let r = verify(&["-a", "pipeline=43"]);
+    assert_code(&r, 1);
+    assert!(
+        r.cause().contains("lacks annotation pipeline=43"),
+        "{}",
+        r.cause()
+    );
+    // --platform verifies that platform's manifest signature.
+    let r = verify(&["--platform", "linux/arm64"]);
+    assert_code(&r, 0);
+    let arm = &img
+        .manifests
+        .iter()
+        .find(|(p, _)| p == "linux/arm64")
+        .unwrap()
+        .1
+        .digest;
+    assert!(r.stdout.contains(arm.as_str()), "{}", r.stdout);
+    let r = verify(&["--platform", "linux/s390x"]);
+    assert_code(&r, 2);
+    assert!(r.cause().contains("linux/arm64"), "{}", r.cause());
+}
+
+#[test]
+fn copied_signature_from_another_image_is_rejected() {
+    let reg = TestRegistry::start();
+    let host = reg.host();
+    let good = push_image(&reg, "team/app", "good", &small_spec(4), None);
+    let evil = push_image(&reg, "team/app", "evil", &small_spec(5), None);
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys(dir.path(), "k", "pw-copy-1");
+    let r = run(cmd(dir.path())
+        .args([
+            "sign",
+            &format!("{host}/team/app:good"),
+            "--insecure-registry",
+            &host,
+        ])
+        .args(["--key", k.key_path.to_str().unwrap()])
+        .env("COSIGN_PASSWORD", &k.password));
+    assert_code(&r, 0);
+    // Copy good's .sig manifest to evil's .sig tag (an attacker with push rights).
+    let tag = |d: &str| d.replace(':', "-") + ".sig";
+    let out = std::process::Command::new("skopeo")
+        .args([
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--preserve-digests",
+        ])
+        .arg(format!("docker://{host}/team/app:{}", tag(&good.digest)))
+        .arg(format!("docker://{host}/team/app:{}", tag(&evil.digest)))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = run(cmd(dir.path())
+        .args([
+            "verify",
+            &format!("{host}/team/app:evil"),
+            "--insecure-registry",
+            &host,
+        ])
+        .args(["--key", k.pub_path.to_str().unwrap()]));
+    assert_code(&r, 1);
+    assert!(
+        r.cause().contains("names digest") && r.cause().contains(&good.digest),
+        "{}",
+        r.cause()
+    );
+}
+
+#[test]
+fn basic_auth_registry_with_discovered_credentials() {
+    let reg = TestRegistry::start_with_htpasswd("signer", "registry-secret-77");
+    let host = reg.host();
+    let img = push_image(&reg, "team/private", "1", &small_spec(6), None);
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys(dir.path(), "k", "pw-auth-1");
+    let r = run(cmd(dir.path())
+        .args([
+            "sign",
+            &format!("{host}/team/private:1"),
+            "--insecure-registry",
+            &host,
+        ])
+        .args(["--key", k.key_path.to_str().unwrap()])
+        .env("COSIGN_PASSWORD", &k.password)
+        .env("REGISTRY_USER", "signer")
+        .env("REGISTRY_PASSWORD", "registry-secret-77"));
+    assert_code(&r, 0);
+    assert!(!r.all().contains("registry-secret-77"));
+    assert!(sig_layers(&host, "team/private", &img.digest, reg.credentials()).is_some());
+    // Without credentials the registry refuses: exit 3 naming the cause.
+    let r = run(cmd(dir.path())
+        .args([
+            "verify",
+            &format!("{host}/team/private:1"),
+            "--insecure-registry",
+            &host,
+        ])
+        .args(["--key", k.pub_path.to_str().unwrap()]));
+    assert_code(&r, 3);
+    assert!(r.cause().contains("no credentials"), "{}", r.cause());
+    // Wrong password: exit 3, password not echoed.
+    let r = run(cmd(dir.path())
+        .args([
+            "verify",
+            &format!("{host}/team/private:1"),
+            "--insecure-registry",
+            &host,
+        ])
+        .args([
+            "--key",
+            k.pub_path.to_str().unwrap(),
+            "--username",
+            "signer",
+        ])
+        .env("SIGN_IMAGE_REGISTRY_PASSWORD", "wrong-secret-88"));
+    assert_code(&r, 3);
+    assert!(!r.all().contains("wrong-secret-88"));
+}
+
+#[test]
+fn generate_key_pair_writes_cosign_format_and_refuses_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("cosign");
+    let r = run(cmd(dir.path())
+        .args([
+            "generate-key-pair",
+            "--output-key-prefix",
+            prefix.to_str().unwrap(),
+        ])
+        .env("COSIGN_PASSWORD", "gen-pass-123"));
+    assert_code(&r, 0);
+    let key_path = dir.path().join("cosign.key");
+    let pem = std::fs::read_to_string(&key_path).unwrap();
+    assert!(pem.starts_with("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let key = sign_image::keys::PrivateKey::from_pem(
+        pem.as_bytes(),
+        &kit::secret::Secret::new("gen-pass-123"),
+        "k",
+    )
+    .unwrap();
+    let public = std::fs::read_to_string(dir.path().join("cosign.pub")).unwrap();
+    assert_eq!(key.public().to_pem(), public);
+
+    let r = run(cmd(dir.path())
+        .args([
+            "generate-key-pair",
+            "--output-key-prefix",
+            prefix.to_str().unwrap(),
+        ])
+        .env("COSIGN_PASSWORD", "x"));
+    assert_code(&r, 2);
+    assert!(r.cause().contains("already exists"), "{}", r.cause());
+    assert_eq!(
+        std::fs::read_to_string(&key_path).unwrap(),
+        pem,
+        "not overwritten"
+    );
+    let r = run(cmd(dir.path())
+        .args([
+            "generate-key-pair",
+            "--force",
+            "--output-key-prefix",
+            prefix.to_str().unwrap(),
+        ])
+        .env("COSIGN_PASSWORD", "x"));
+    assert_code(&r, 0);
+    assert_ne!(std::fs::read_to_string(&key_path).unwrap(), pem);
+}
+
+#[test]
+fn bearer_token_registry_with_faults_is_retried() {
+    use harness::registry::{BearerConfig, Fault, FaultRule, Gateway, GatewayOptions};
+    let reg = TestRegistry::start();
+    let img = push_image(&reg, "team/hub", "1", &small_spec(7), None);
+    // Docker-Hub-style token server in front of the registry, with faults.
+    let gw = Gateway::start(
+        &reg.host(),
+        GatewayOptions {
+            bearer: Some(BearerConfig::new("hubuser", "hub-token-secret")),
+        },
+    );
+    let host = gw.host();
+    gw.inject(
+        FaultRule::new(Fault::Status {
+            code: 429,
+            retry_after: Some(1),
+        })
+        .method("GET")
+        .path_contains(".sig")
+        .times(1),
+    );
+    gw.inject(
+        FaultRule::new(Fault::Status {
+            code: 503,
+            retry_after: None,
+        })
+        .method("PUT")
+        .path_contains("/manifests/")
+        .times(2),
+    );
+    gw.inject(
+        FaultRule::new(Fault::Reset)
+            .method("HEAD")
+            .path_contains("/blobs/")
+            .times(1),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys(dir.path(), "k", "pw-hub-1");
+    let r = run(cmd(dir.path())
+        .args([
+            "sign",
+            &format!("{host}/team/hub:1"),
+            "--insecure-registry",
+            &host,
+        ])
+        .args(["--key", k.key_path.to_str().unwrap()])
+        .env("COSIGN_PASSWORD", &k.password)
+        .env("REGISTRY_USER", "hubuser")
+        .env("REGISTRY_PASSWORD", "hub-token-secret"));
+    assert_code(&r, 0);
+    assert!(!r.all().contains("hub-token-secret"));
+    let log = gw.requests();
+    assert!(
+        log.iter().any(|l| l.status == 429) && log.iter().filter(|l| l.status == 503).count() == 2,
+        "{log:?}"
+    );
+    assert!(
+        gw.token_scopes()
+            .iter()
+            .any(|s| s.contains("team/hub") && s.contains("push")),
+        "{:?}",
+        gw.token_scopes()
+    );
+    assert!(sig_layers(&reg.host(), "team/hub", &img.digest, None).is_some());
+
+    let r = run(cmd(dir.path())
+        .args([
+            "verify",
+            &format!("{host}/team/hub:1"),
+            "--insecure-registry",
+            &host,
+        ])
+        .args(["--key", k.pub_path.to_str().unwrap()])
+        .env("REGISTRY_USER", "hubuser")
+        .env("REGISTRY_PASSWORD", "hub-token-secret"));
+    assert_code(&r, 0);
+    // Persistent 503: bounded retries, then exit 3 (not 1: the registry could not be read).
+    gw.inject(
+        FaultRule::new(Fault::Status {
+            code: 503,
+            retry_after: None,
+        })
+        .method("GET")
+        .path_contains(".sig")
+        .times(100),
+    );
+    let r = run(cmd(dir.path())
+        .args([
+            "verify",
+            &format!("{host}/team/hub:1"),
+            "--insecure-registry",
+            &host,
+        ])
+        .args(["--key", k.pub_path.to_str().unwrap()])
+        .env("REGISTRY_USER", "hubuser")
+        .env("REGISTRY_PASSWORD", "hub-token-secret"));
+    assert_code(&r, 3);
+    assert!(r.cause().contains("503"), "{}", r.cause());
+}
+
+/// `DELETE /v2/<repo>/blobs/<digest>` on a registry that allows deletes.
+fn delete_blob(host: &str, repo: &str, digest: &str) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        s,
+        "DELETE /v2/{repo}/blobs/{digest} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+}
+
+#[test]
+fn unreadable_payload_only_matters_when_nothing_else_verifies() {
+    let reg = TestRegistry::start();
+    let host = reg.host();
+    push_image(&reg, "team/gone", "1", &small_spec(8), None);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (keys(dir.path(), "a", "pa"), keys(dir.path(), "b", "pb"));
+    let image = format!("{host}/team/gone:1");
+    for (k, ann) in [(&a, "by=a"), (&b, "by=b")] {
+        let r = run(cmd(dir.path())
+            .args(["sign", &image, "--insecure-registry", &host, "-a", ann])
+            .args(["--key", k.key_path.to_str().unwrap()])
+            .env("COSIGN_PASSWORD", &k.password));
+        assert_code(&r, 0);
+    }
+    let img_digest = run(cmd(dir.path()).args([
+        "verify",
+        &image,
+        "--insecure-registry",
+        &host,
+        "--key",
+        a.pub_path.to_str().unwrap(),
+    ]))
+    .stdout;
+    let v: serde_json::Value = serde_json::from_str(img_digest.trim()).unwrap();
+    let digest = v[0]["critical"]["image"]["docker-manifest-digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let layers = sig_layers(&host, "team/gone", &digest, None).unwrap();
+    // Layer 0 is a's payload; remove its blob.
+    delete_blob(&host, "team/gone", layers[0]["digest"].as_str().unwrap());
+    let verify = |k: &Keys| {
+        run(cmd(dir.path()).args([
+            "verify",
+            &image,
+            "--insecure-registry",
+            &host,
+            "--key",
+            k.pub_path.to_str().unwrap(),
+        ]))
+    };
+    assert_code(&verify(&b), 0);
+    let r = verify(&a);
+    assert_code(&r, 3);
+    assert!(
+        r.cause().contains("not found") || r.cause().contains("404"),
+        "{}",
+        r.cause()
+    );
+}
+
+#[test]
+fn request_counts_for_signing_an_already_pushed_digest() {
+    use harness::registry::{Gateway, GatewayOptions};
+    let reg = TestRegistry::start();
+    let img = push_image(&reg, "team/count", "1", &small_spec(9), None);
+    // The gateway counts every request it forwards (Location headers are rewritten to it).
+    let gw = Gateway::start(&reg.host(), GatewayOptions::default());
+    let host = gw.host();
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys(dir.path(), "k", "pw-count");
+    let sign = || {
+        run(cmd(dir.path())
+            .args([
+                "sign",
+                &format!("{host}/team/count@{}", img.digest),
+                "--insecure-registry",
+                &host,
+            ])
+            .args(["--key", k.key_path.to_str().unwrap()])
+            .env("COSIGN_PASSWORD", &k.password))
+    };
+    assert_code(&sign(), 0);
+    let first = gw.requests();
+    // HEAD image, GET .sig, HEAD+POST+PUT payload, HEAD+POST+PUT config, PUT manifest (see RESULTS.md).
+    assert!(
+        first.len() <= 9,
+        "first signature took {} requests: {first:?}",
+        first.len()
+    );
+    gw.reset_counters();
+    let r = sign();
+    assert_code(&r, 0);
+    let again = gw.requests();
+    assert!(
+        again.len() <= 2,
+        "re-signing took {} requests: {again:?}",
+        again.len()
+    );
+    assert!(
+        again
+            .iter()
+            .all(|l| l.method == "HEAD" || l.method == "GET"),
+        "re-signing writes nothing: {again:?}"
+    );
+}
