@@ -399,6 +399,29 @@ impl Registry {
         if self.blob_exists(repo, &digest).await? {
             return Ok(digest);
         }
+        self.upload_blob(repo, bytes, digest).await
+    }
+
+    /// Uploads `bytes` without asking first whether the registry has them
+    /// (POST + PUT, one request less than [`Registry::push_blob`]). For
+    /// content that is new by construction, such as a fresh signature's
+    /// payload and config; re-uploading a blob the registry has is harmless.
+    pub async fn push_new_blob(
+        &self,
+        repo: &str,
+        bytes: impl Into<bytes::Bytes>,
+    ) -> JobResult<Digest> {
+        let bytes: bytes::Bytes = bytes.into();
+        let digest = manifest::sha256(&bytes);
+        self.upload_blob(repo, bytes, digest).await
+    }
+
+    async fn upload_blob(
+        &self,
+        repo: &str,
+        bytes: bytes::Bytes,
+        digest: Digest,
+    ) -> JobResult<Digest> {
         let what = format!("uploading blob {digest} to {}/{repo}", self.inner.name);
         let location = match self.start_upload(repo, None, &digest).await? {
             Upload::Mounted => return Ok(digest),

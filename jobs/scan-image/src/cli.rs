@@ -142,7 +142,7 @@ pub struct Args {
     /// Registries reached over plain HTTP (HOST[:PORT], repeatable or comma-separated).
     #[arg(
         long,
-        env = "SECDELIV_INSECURE_REGISTRY",
+        env = "INSECURE_REGISTRY",
         value_name = "HOST[:PORT]",
         value_delimiter = ','
     )]

@@ -224,8 +224,9 @@ async fn sign_one(
             Ok(false)
         }
         Appended::New { manifest, config } => {
-            reg.push_blob(repo, payload).await?;
-            reg.push_blob(repo, config).await?;
+            // Both blobs are new with each new signature: skip the HEADs.
+            reg.push_new_blob(repo, payload).await?;
+            reg.push_new_blob(repo, config).await?;
             reg.push_manifest(repo, &tag, OCI_MANIFEST_MEDIA_TYPE, manifest)
                 .await?;
             joblog::info(format!(

@@ -2,7 +2,7 @@
 //! against them; helpers that start real components on 127.0.0.1.
 
 pub mod argocd_sim;
-pub mod registry;
-pub mod schemas;
 pub mod git_server;
 pub mod gitlab_sim;
+pub mod registry;
+pub mod schemas;

@@ -13,7 +13,10 @@ pub const ARGOCD_SWAGGER: &str = "argocd-swagger.json";
 
 /// The workspace root (two levels above this crate).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
 }
 
 /// The directory holding the schemas; panics with what to do when none has them.
@@ -34,7 +37,8 @@ pub fn dir() -> PathBuf {
 /// Reads one schema as JSON.
 pub fn load(name: &str) -> serde_json::Value {
     let p = dir().join(name);
-    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()));
+    let text =
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", p.display()))
 }
 
@@ -46,7 +50,10 @@ pub fn violations(name: &str, instance: &serde_json::Value) -> Vec<String> {
         .should_validate_formats(true)
         .build(&schema)
         .unwrap_or_else(|e| panic!("compiling schema {name}: {e}"));
-    validator.iter_errors(instance).map(|e| format!("{}: {e}", e.instance_path())).collect()
+    validator
+        .iter_errors(instance)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect()
 }
 
 /// Panics with every violation when `instance` is not valid against `name`.

@@ -1,0 +1,462 @@
+//! ci-templates/: every document of every template validates against GitLab's
+//! CI schema, and the templates load in gitlab-ci-local with their inputs:
+//! the job DAG, the rules (no publish or deploy in merge-request pipelines),
+//! the soft gate, input validation, and shell syntax of every script.
+
+mod common;
+
+use common::{Project, names, template_files, yaml_documents};
+use harness::schemas::{GITLAB_CI, assert_valid, violations};
+
+const JOB_TEMPLATES: [&str; 6] = [
+    "build-image",
+    "scan-image",
+    "promote-image",
+    "sign-image",
+    "bump-manifest",
+    "notify-argocd",
+];
+
+const FLOW: &str = "\
+include:
+  - local: /ci-templates/gitops-iot.yml
+    inputs:
+      version: 0.1.0
+      soft-gate: true
+      target-image: docker.io/acme/sensor-app
+      argocd-app: sensor-app
+";
+
+#[test]
+fn every_template_exists_with_a_spec_header_and_a_body() {
+    let files: Vec<String> = template_files()
+        .iter()
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for t in JOB_TEMPLATES.iter().chain(["gitops-iot"].iter()) {
+        assert!(
+            files.contains(&t.to_string()),
+            "ci-templates/{t}.yml is missing (have {files:?})"
+        );
+    }
+    for path in template_files() {
+        let what = path.display().to_string();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let docs = yaml_documents(&text, &what);
+        assert_eq!(
+            docs.len(),
+            2,
+            "{what}: want a spec header, `---`, and the body"
+        );
+        let inputs = docs[0]["spec"]["inputs"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{what}: no spec:inputs"));
+        assert!(!inputs.is_empty(), "{what}: spec:inputs is empty");
+        for (name, spec) in inputs {
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+                "{what}: input {name} is not kebab-case"
+            );
+            let d = spec["description"].as_str().unwrap_or_default();
+            assert!(d.len() > 10, "{what}: input {name} has no description");
+            assert!(
+                spec.get("default").is_some(),
+                "{what}: input {name} has no default (the template must work with a bare include)"
+            );
+            if let Some(opts) = spec["options"].as_array() {
+                assert!(
+                    opts.contains(&spec["default"]),
+                    "{what}: {name}'s default is not one of its options"
+                );
+            }
+            if let Some(re) = spec["regex"].as_str() {
+                // GitLab checks defaults against the regex too.
+                let d = spec["default"].as_str().expect("regex inputs are strings");
+                assert!(
+                    simple_regex_matches(re, d),
+                    "{what}: {name}'s default {d:?} does not match its regex {re}"
+                );
+            }
+            // Every input is used in the body.
+            assert!(
+                text.contains(&format!("inputs.{name} ]]")),
+                "{what}: input {name} is declared but never used"
+            );
+        }
+        // Every interpolation names a declared input.
+        for (i, _) in text.match_indices("$[[ inputs.") {
+            let rest = &text[i + 11..];
+            let name = &rest[..rest.find(' ').unwrap()];
+            assert!(
+                inputs.contains_key(name),
+                "{what}: $[[ inputs.{name} ]] is not declared"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_template_document_validates_against_the_gitlab_ci_schema() {
+    let mut checked = 0;
+    for path in template_files() {
+        let what = path.display().to_string();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (i, doc) in yaml_documents(&text, &what).iter().enumerate() {
+            let v = violations(GITLAB_CI, doc);
+            assert!(
+                v.is_empty(),
+                "{what} document {i} is not valid against {GITLAB_CI}:\n{}",
+                v.join("\n")
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 14, "only {checked} documents checked");
+}
+
+#[test]
+fn the_schema_check_catches_a_broken_template() {
+    // The validation above can fail: a script item that YAML reads as a mapping
+    // (an unquoted `: `) and an unknown keyword are both reported.
+    let docs = yaml_documents(
+        "job:\n  script:\n    - echo notify-argocd: failed\n  allow_failure:\n    exit_codes: []\n  needz: [a]\n",
+        "broken",
+    );
+    let v = violations(GITLAB_CI, &docs[0]);
+    assert!(!v.is_empty(), "a broken job validated");
+}
+
+#[test]
+fn the_whole_flow_loads_in_gitlab_ci_local_as_a_dag() {
+    let p = Project::new(FLOW);
+    let jobs = p.jobs(&[]);
+    assert_eq!(
+        names(&jobs),
+        JOB_TEMPLATES.map(String::from).to_vec(),
+        "jobs on the default branch"
+    );
+    let needs = |name: &str| -> Vec<String> {
+        let j = jobs.iter().find(|j| j["name"] == name).unwrap();
+        j["needs"].as_array().map_or(vec![], |n| {
+            n.iter()
+                .map(|x| x["job"].as_str().unwrap().to_string())
+                .collect()
+        })
+    };
+    assert!(needs("build-image").is_empty());
+    assert_eq!(needs("scan-image"), ["build-image"]);
+    assert_eq!(needs("promote-image"), ["build-image", "scan-image"]);
+    assert_eq!(needs("sign-image"), ["promote-image"]);
+    assert_eq!(needs("bump-manifest"), ["promote-image", "sign-image"]);
+    assert_eq!(needs("notify-argocd"), ["bump-manifest"]);
+    let scan = jobs.iter().find(|j| j["name"] == "scan-image").unwrap();
+    assert_eq!(
+        scan["allow_failure"],
+        serde_json::json!({"exit_codes": [1]}),
+        "soft-gate: true"
+    );
+    let out = p.gcl(&["--validate-dependency-chain"]);
+    assert!(
+        out.status.success(),
+        "dependency chain: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn publish_and_deploy_never_run_in_merge_request_pipelines_or_feature_branches() {
+    let p = Project::new(FLOW);
+    let mr = p.jobs(&["--variable", "CI_PIPELINE_SOURCE=merge_request_event"]);
+    assert_eq!(
+        names(&mr),
+        ["build-image", "scan-image"],
+        "merge-request pipeline"
+    );
+    // Even with a tag set, a merge-request pipeline publishes nothing.
+    let mr_tag = p.jobs(&[
+        "--variable",
+        "CI_PIPELINE_SOURCE=merge_request_event",
+        "--variable",
+        "CI_COMMIT_TAG=v1.0.0",
+    ]);
+    assert_eq!(names(&mr_tag), ["build-image", "scan-image"]);
+    p.branch("feature/fan-speed");
+    assert_eq!(
+        names(&p.jobs(&[])),
+        ["build-image", "scan-image"],
+        "feature branch"
+    );
+    let tag = p.jobs(&["--variable", "CI_COMMIT_TAG=v1.0.0"]);
+    assert_eq!(
+        names(&tag),
+        JOB_TEMPLATES.map(String::from).to_vec(),
+        "tag pipeline"
+    );
+}
+
+#[test]
+fn publish_if_input_changes_where_publishing_happens() {
+    let p = Project::new(&FLOW.replace(
+        "      argocd-app: sensor-app\n",
+        "      argocd-app: sensor-app\n      publish-if: $CI_COMMIT_TAG\n",
+    ));
+    assert_eq!(
+        names(&p.jobs(&[])),
+        ["build-image", "scan-image"],
+        "default branch without a tag"
+    );
+    let tag = p.jobs(&["--variable", "CI_COMMIT_TAG=v1.0.0"]);
+    assert_eq!(tag.len(), 6);
+}
+
+#[test]
+fn hard_gate_is_the_default() {
+    let p = Project::new("include:\n  - local: /ci-templates/gitops-iot.yml\n");
+    let scan = p
+        .jobs(&[])
+        .into_iter()
+        .find(|j| j["name"] == "scan-image")
+        .unwrap();
+    assert_eq!(scan["allow_failure"], false);
+}
+
+#[test]
+fn an_input_outside_its_options_is_refused() {
+    let p = Project::new(&FLOW.replace("      soft-gate: true\n", "      fail-on: severe\n"));
+    let out = p.gcl(&["--list"]);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success(),
+        "fail-on: severe was accepted:\n{all}"
+    );
+    assert!(
+        all.contains("fail-on") && all.contains("allowed options"),
+        "unexpected message:\n{all}"
+    );
+}
+
+#[test]
+fn the_merged_flow_validates_and_every_script_is_valid_shell() {
+    let p = Project::new(FLOW);
+    let preview = p.preview();
+    let docs = yaml_documents(&preview, "gitlab-ci-local --preview");
+    let merged = docs
+        .into_iter()
+        .find(|d| d.is_object())
+        .expect("a merged document");
+    assert_valid(GITLAB_CI, &merged);
+    for job in JOB_TEMPLATES {
+        let j = &merged[job];
+        assert!(j.is_object(), "{job} missing from the merged configuration");
+        assert!(!preview.contains("$[["), "an interpolation was left behind");
+        let image = j["image"]["name"].as_str().unwrap();
+        if job == "build-image" {
+            assert!(
+                image.starts_with("quay.io/buildah/stable:v"),
+                "{job}: {image}"
+            );
+        } else {
+            assert_eq!(
+                image,
+                format!("registry.gitlab.com/secdeliv/secdeliv/{job}:0.1.0"),
+                "pinned job image"
+            );
+        }
+        let script: Vec<&str> = j["script"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap())
+            .collect();
+        let text = script.join("\n");
+        let out = std::process::Command::new("sh")
+            .args(["-n", "-c", &text])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{job}: script is not valid sh: {}\n{text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // No secret is ever printed: no `set -x`, and no secret variable reaches echo/printf/cat except printf to a pipe into --password-stdin.
+        for line in text.lines() {
+            assert!(
+                !line.contains("set -x"),
+                "{job}: set -x would print secrets"
+            );
+            for secret in ["PASSWORD", "TOKEN", "COSIGN_PRIVATE_KEY"] {
+                if line.contains(secret) && (line.contains("echo") || line.contains("printf")) {
+                    assert!(
+                        line.contains("--password-stdin"),
+                        "{job} prints {secret}: {line}"
+                    );
+                }
+            }
+        }
+        if job != "build-image" && job != "scan-image" {
+            let rules = j["rules"]
+                .as_array()
+                .expect("publish and deploy jobs have rules");
+            assert_eq!(
+                rules[0]["if"],
+                "$CI_PIPELINE_SOURCE == \"merge_request_event\""
+            );
+            assert_eq!(rules[0]["when"], "never");
+        }
+    }
+    // Later stages refer to the image by the digest of the build.
+    assert_eq!(
+        merged["build-image"]["artifacts"]["reports"]["dotenv"],
+        "build-image.env"
+    );
+    assert!(
+        merged["scan-image"]["script"]
+            .to_string()
+            .contains("$BUILD_IMAGE")
+    );
+    assert!(
+        merged["promote-image"]["script"]
+            .to_string()
+            .contains("$BUILD_IMAGE")
+    );
+    assert!(
+        merged["sign-image"]["script"]
+            .to_string()
+            .contains("$PROMOTED_IMAGE")
+    );
+    assert!(
+        merged["bump-manifest"]["script"]
+            .to_string()
+            .contains("--order-key \\\"$CI_PIPELINE_IID\\\"")
+    );
+    assert!(
+        merged["bump-manifest"]["script"]
+            .to_string()
+            .contains("$PROMOTED_DIGEST")
+    );
+    let reports = &merged["scan-image"]["artifacts"]["reports"];
+    for r in [
+        "container_scanning",
+        "codequality",
+        "junit",
+        "cyclonedx",
+        "dotenv",
+    ] {
+        assert!(reports[r].is_string(), "scan-image lacks the {r} report");
+    }
+    assert_eq!(merged["scan-image"]["artifacts"]["when"], "always");
+    let notify = &merged["notify-argocd"];
+    assert_eq!(notify["resource_group"], "argocd-production");
+    assert_eq!(notify["environment"]["url"], "https://$ARGOCD_APP_LINK");
+    assert_eq!(
+        notify["artifacts"]["reports"]["dotenv"],
+        "notify-argocd.env"
+    );
+}
+
+#[test]
+fn each_template_loads_alone_with_its_needs_stubbed() {
+    for t in JOB_TEMPLATES {
+        let stubs = match t {
+            "scan-image" | "promote-image" => "build-image",
+            "sign-image" => "promote-image",
+            "bump-manifest" => "promote-image",
+            "notify-argocd" => "bump-manifest",
+            _ => "",
+        };
+        let mut ci =
+            format!("include:\n  - local: /ci-templates/{t}.yml\n    inputs:\n      stage: test\n");
+        if !stubs.is_empty() {
+            ci.push_str(&format!("{stubs}:\n  stage: build\n  script: [\"true\"]\n"));
+        }
+        let p = Project::new(&ci);
+        let jobs = p.jobs(&[]);
+        let mine = jobs
+            .iter()
+            .find(|j| j["name"] == t)
+            .unwrap_or_else(|| panic!("{t} not listed: {jobs:?}"));
+        assert_eq!(mine["stage"], "test", "{t}: the stage input is not applied");
+        let merged = yaml_documents(&p.preview(), t)
+            .into_iter()
+            .find(|d| d.is_object())
+            .unwrap();
+        assert_valid(GITLAB_CI, &merged);
+    }
+}
+
+#[test]
+fn each_stage_template_loads_as_a_ci_cd_component() {
+    // A component project holds the same files under templates/; gitlab-ci-local
+    // resolves a component of the current project at HEAD locally.
+    for t in JOB_TEMPLATES {
+        let stub = match t {
+            "scan-image" | "promote-image" => Some("build-image"),
+            "sign-image" | "bump-manifest" => Some("promote-image"),
+            "notify-argocd" => Some("bump-manifest"),
+            _ => None,
+        };
+        let p = Project::new("stub:\n  script: [\"true\"]\n");
+        let text =
+            std::fs::read_to_string(common::root().join(format!("ci-templates/{t}.yml"))).unwrap();
+        let sha = p.commit_file(&format!("templates/{t}.yml"), &text);
+        let mut ci = format!(
+            "include:\n  - component: gitlab.com/acme/sensor-app/{t}@{sha}\n    inputs:\n      stage: test\n      job-suffix: -component\n"
+        );
+        if let Some(s) = stub {
+            ci.push_str(&format!("{s}:\n  stage: build\n  script: [\"true\"]\n"));
+        }
+        // The suffixed job's needs point at the unsuffixed stub, as the defaults
+        // say. The pipeline file stays uncommitted: gitlab-ci-local reads the
+        // working tree, and the component's ref must stay HEAD.
+        std::fs::write(p.path().join(".gitlab-ci.yml"), &ci).unwrap();
+        let out = p.gcl(&["--list-json"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{t} as a component: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(&format!("\"name\": \"{t}-component\"")),
+            "{t}-component not listed:\n{stdout}"
+        );
+    }
+}
+
+/// GitLab checks an input's default against its `regex` too (Ruby syntax;
+/// the patterns here use the subset Rust's regex crate reads the same way).
+fn simple_regex_matches(re: &str, s: &str) -> bool {
+    regex::Regex::new(re)
+        .unwrap_or_else(|e| panic!("regex {re}: {e}"))
+        .is_match(s)
+}
+
+#[test]
+fn the_regex_checker_accepts_and_refuses() {
+    let re = r"^([0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?|\$\{?[A-Za-z_][A-Za-z0-9_]*\}?)$";
+    for ok in [
+        "0.1.0",
+        "1.22.333-rc.1",
+        "$CI_COMMIT_SHORT_SHA",
+        "${VERSION}",
+    ] {
+        assert!(simple_regex_matches(re, ok), "{ok}");
+    }
+    for bad in ["latest", "1.0", "$", "0.1.0 ", "v1.0.0"] {
+        assert!(!simple_regex_matches(re, bad), "{bad}");
+    }
+    let platforms = r"^[a-z0-9]+/[a-z0-9_]+(/v[0-9]+)?(,[a-z0-9]+/[a-z0-9_]+(/v[0-9]+)?)*$";
+    assert!(simple_regex_matches(
+        platforms,
+        "linux/arm64,linux/amd64,linux/arm/v7"
+    ));
+    assert!(!simple_regex_matches(platforms, "linux/arm64,"));
+    assert!(simple_regex_matches(r"^(a{0,2}(,b)*)?$", ""));
+    assert!(!simple_regex_matches(r"^a{0,2}$", "aaa"));
+}

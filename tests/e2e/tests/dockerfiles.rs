@@ -1,0 +1,181 @@
+//! docker/: one Dockerfile per job image, with both ways to get the binary
+//! (compiled in a Rust builder, or prebuilt musl binaries for both
+//! architectures), a non-root user, CA certificates and the OCI labels.
+//! Building them is measured elsewhere (it needs the base images); this
+//! checks what each file promises, instruction by instruction.
+
+mod common;
+
+use common::root;
+
+const JOBS: [&str; 5] = [
+    "scan-image",
+    "promote-image",
+    "sign-image",
+    "bump-manifest",
+    "notify-argocd",
+];
+
+/// Instructions with line continuations joined.
+fn instructions(text: &str) -> Vec<String> {
+    let mut out = vec![];
+    let mut cur = String::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('#') || (t.is_empty() && cur.is_empty()) {
+            continue;
+        }
+        if let Some(body) = t.strip_suffix('\\') {
+            cur.push_str(body);
+            cur.push(' ');
+        } else {
+            cur.push_str(t);
+            if !cur.trim().is_empty() {
+                out.push(cur.trim().to_string());
+            }
+            cur.clear();
+        }
+    }
+    out
+}
+
+#[test]
+fn every_job_image_has_both_build_paths_a_non_root_user_and_oci_labels() {
+    for job in JOBS {
+        let path = root().join(format!("docker/{job}.Dockerfile"));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let ins = instructions(&text);
+        let froms: Vec<&String> = ins.iter().filter(|i| i.starts_with("FROM ")).collect();
+        let has = |needle: &str| ins.iter().any(|i| i.contains(needle));
+
+        // Rust builder -> static musl binary.
+        assert!(
+            froms.iter().any(|f| f.ends_with(" AS build")),
+            "{job}: no builder stage"
+        );
+        assert!(
+            has(&format!("cargo build --release --locked -p {job}")),
+            "{job}: builder does not build {job}"
+        );
+        // Prebuilt binaries of both architectures, picked by TARGETARCH.
+        for (arch, triple) in [
+            ("amd64", "x86_64-unknown-linux-musl"),
+            ("arm64", "aarch64-unknown-linux-musl"),
+        ] {
+            assert!(
+                froms
+                    .iter()
+                    .any(|f| *f == &format!("FROM scratch AS prebuilt-{arch}")),
+                "{job}: no prebuilt-{arch}"
+            );
+            assert!(
+                has(&format!("{triple}/release/{job} /out/{job}")),
+                "{job}: {triple} binary not copied"
+            );
+        }
+        assert!(
+            froms
+                .iter()
+                .any(|f| *f == "FROM prebuilt-${TARGETARCH} AS prebuilt"),
+            "{job}"
+        );
+        assert!(
+            froms.iter().any(|f| *f == "FROM ${BINARIES} AS bin"),
+            "{job}"
+        );
+        assert!(has("ARG BINARIES=build"), "{job}: compiled by default");
+        // Nothing in the prebuilt path runs on the target platform: every stage
+        // with a RUN is the builder or runs on the build platform.
+        let mut stage = String::new();
+        for i in &ins {
+            if i.starts_with("FROM ") {
+                stage = i.clone();
+            } else if i.starts_with("RUN ") && !stage.ends_with(" AS build") {
+                assert!(
+                    stage.starts_with("FROM --platform=$BUILDPLATFORM"),
+                    "{job}: RUN in a target-platform stage ({stage}) needs emulation"
+                );
+            }
+        }
+        // The final stage: non-root, the binary, labels.
+        let last_from = ins.iter().rposition(|i| i.starts_with("FROM ")).unwrap();
+        let fin = &ins[last_from..];
+        let fin_has = |needle: &str| fin.iter().any(|i| i.contains(needle));
+        assert!(
+            fin.iter().any(|i| i == "USER 65532:65532"),
+            "{job}: final stage not non-root"
+        );
+        assert!(
+            fin_has(&format!("COPY --from=bin /out/{job} /usr/local/bin/{job}")),
+            "{job}: binary not installed"
+        );
+        for label in [
+            "title",
+            "description",
+            "version",
+            "revision",
+            "created",
+            "source",
+            "licenses",
+        ] {
+            assert!(
+                fin_has(&format!("org.opencontainers.image.{label}=")),
+                "{job}: no org.opencontainers.image.{label}"
+            );
+        }
+        assert!(
+            fin.iter()
+                .any(|i| *i == format!("ENTRYPOINT [\"/usr/local/bin/{job}\"]")),
+            "{job}: entrypoint"
+        );
+        match job {
+            "scan-image" => {
+                let f = &ins[last_from];
+                assert_eq!(f, "FROM ${TRIVY_IMAGE}", "scan-image starts from trivy");
+                let arg = ins
+                    .iter()
+                    .find(|i| i.starts_with("ARG TRIVY_IMAGE="))
+                    .unwrap();
+                let tag = arg.rsplit_once(':').unwrap().1;
+                assert!(
+                    arg.contains("aquasec/trivy:") && tag.split('.').count() == 3,
+                    "trivy pinned to a release: {arg}"
+                );
+            }
+            "bump-manifest" => {
+                assert!(
+                    has(" git") && has("apk add --root /rootfs --arch"),
+                    "bump-manifest needs git, installed without emulation"
+                );
+                assert!(
+                    has("ca-certificates-bundle"),
+                    "bump-manifest: CA certificates"
+                );
+            }
+            _ => {
+                assert!(
+                    has("ca-certificates.crt /rootfs/etc/ssl/certs/"),
+                    "{job}: CA certificates"
+                );
+                assert!(
+                    fin.iter().any(|i| i == "COPY --from=rootfs /rootfs/ /"),
+                    "{job}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_sensor_app_image_is_from_scratch_and_cross_compiles() {
+    let text = std::fs::read_to_string(root().join("examples/sensor-app/Dockerfile")).unwrap();
+    let ins = instructions(&text);
+    let last_from = ins.iter().rposition(|i| i.starts_with("FROM ")).unwrap();
+    assert_eq!(ins[last_from], "FROM scratch");
+    assert!(
+        ins.iter()
+            .any(|i| i.starts_with("FROM --platform=$BUILDPLATFORM ") && i.ends_with(" AS build"))
+    );
+    assert!(ins[last_from..].iter().any(|i| i == "USER 65532:65532"));
+}
