@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 N="${1:-1000}"
 ROUNDS="${ROUNDS:-3}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-bump-manifest}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$(cd "$(dirname "$0")/../.." && pwd)/target}"
 cargo build --release -q -p bump-manifest
 BIN="$CARGO_TARGET_DIR/release/bump-manifest"
 

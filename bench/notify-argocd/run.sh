@@ -8,7 +8,7 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-notify-argocd}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$(cd "$(dirname "$0")/../.." && pwd)/target}"
 cd "$root"
 cargo build --release -p notify-argocd
 cargo build --release -p notify-argocd --example bench

@@ -14,7 +14,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-sign-image}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$(cd "$(dirname "$0")/../.." && pwd)/target}"
 (cd "$root" && cargo build --release -p sign-image --bin sign-image --example sigstore_rs_sign --quiet)
 bin="$CARGO_TARGET_DIR/release/sign-image"
 peer="$CARGO_TARGET_DIR/release/examples/sigstore_rs_sign"
