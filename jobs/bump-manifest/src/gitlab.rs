@@ -16,7 +16,9 @@ use serde_json::{Value, json};
 use crate::plan::{self, Plan};
 use crate::rules::Target;
 use crate::state::STATE_PATH;
-use crate::{Decision, Mode, Options, decide, log_found, log_no_commit, write_dotenv};
+use crate::{
+    Decision, Mode, Options, decide, finish_without_commit, log_found, log_no_commit, write_dotenv,
+};
 
 /// A small GitLab REST client for one project.
 pub struct Api {
@@ -404,18 +406,7 @@ async fn direct(api: &Api, opts: &Options, target: &Target) -> JobResult<()> {
             new,
         } = d
         else {
-            log_no_commit(&d, opts, target);
-            if !opts.dry_run {
-                println!("{head}");
-                write_dotenv(
-                    opts,
-                    &[
-                        ("BUMP_MANIFEST_COMMIT", &head),
-                        ("BUMP_MANIFEST_REFERENCE", &target.new_ref()),
-                    ],
-                )?;
-            }
-            return Ok(());
+            return finish_without_commit(&d, opts, target, &head);
         };
         if opts.dry_run {
             print!("{diff}");

@@ -397,6 +397,28 @@ pub fn log_no_commit(d: &Decision, opts: &Options, target: &Target) {
     }
 }
 
+/// Ends a run that makes no commit: logs why and, unless it is a dry run,
+/// hands the current head on (stdout and dotenv) as a commit would have.
+pub fn finish_without_commit(
+    d: &Decision,
+    opts: &Options,
+    target: &Target,
+    head: &str,
+) -> JobResult<()> {
+    log_no_commit(d, opts, target);
+    if !opts.dry_run {
+        println!("{head}");
+        write_dotenv(
+            opts,
+            &[
+                ("BUMP_MANIFEST_COMMIT", head),
+                ("BUMP_MANIFEST_REFERENCE", &target.new_ref()),
+            ],
+        )?;
+    }
+    Ok(())
+}
+
 /// Logs what was found, one line per reference.
 pub fn log_found(plan: &Plan) {
     // Long lists (a fleet of overlays) fold away in the GitLab log.

@@ -11,7 +11,7 @@ use kit::{JobError, JobResult};
 use crate::git::{self, Git, Push};
 use crate::rules::Target;
 use crate::state::STATE_PATH;
-use crate::{Decision, Options, decide, log_found, log_no_commit, plan, write_dotenv};
+use crate::{Decision, Options, decide, finish_without_commit, log_found, plan, write_dotenv};
 
 pub fn run(opts: &Options, target: &Target) -> JobResult<()> {
     // The clone lives in a temp dir removed at the end, or in --workdir
@@ -79,18 +79,7 @@ pub fn run(opts: &Options, target: &Target) -> JobResult<()> {
             new,
         } = decision
         else {
-            log_no_commit(&decision, opts, target);
-            if !opts.dry_run {
-                println!("{head}");
-                write_dotenv(
-                    opts,
-                    &[
-                        ("BUMP_MANIFEST_COMMIT", &head),
-                        ("BUMP_MANIFEST_REFERENCE", &target.new_ref()),
-                    ],
-                )?;
-            }
-            return Ok(());
+            return finish_without_commit(&decision, opts, target, &head);
         };
         if opts.dry_run {
             print!("{diff}");
