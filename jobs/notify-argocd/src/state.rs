@@ -244,6 +244,11 @@ pub struct Expect {
     pub baseline_started: String,
     /// The job saw an operation Running after its sync was accepted.
     pub seen_running: bool,
+    /// The job saw its requested operation pending (`operation` set), e.g.
+    /// in the sync response. Once that clears, the operation state is ours
+    /// even when its whole-second `startedAt` equals the baseline's (a sync
+    /// right after another one finished in the same second).
+    pub seen_pending: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -271,6 +276,9 @@ impl Expect {
         if self.sync_requested && v.phase == "Running" && v.op_started != self.baseline_started {
             self.seen_running = true;
         }
+        if self.sync_requested && v.operation_pending {
+            self.seen_pending = true;
+        }
     }
 
     /// Whether the app's last operation is the one this job cares about.
@@ -279,7 +287,9 @@ impl Expect {
             return false;
         }
         if self.sync_requested {
-            v.op_started != self.baseline_started || self.seen_running
+            v.op_started != self.baseline_started
+                || self.seen_running
+                || (self.seen_pending && !v.operation_pending)
         } else {
             // Without a sync of our own, an operation (e.g. the automated
             // sync) counts when it synced the revision we wait for.
@@ -441,6 +451,44 @@ mod tests {
     }
 
     #[test]
+    fn sync_in_the_same_second_as_the_last_one_is_recognised_once_its_pending_state_clears() {
+        // The previous operation started and finished in the second our sync
+        // was accepted: startedAt alone cannot tell them apart.
+        let mut e = Expect {
+            revision: Some(NEW.into()),
+            sync_requested: true,
+            baseline_started: "2026-01-01T09:00:00Z".into(),
+            ..Default::default()
+        };
+        let done = app(
+            NEW,
+            "Synced",
+            "Healthy",
+            "Succeeded",
+            "2026-01-01T09:00:00Z",
+            "2026-01-01T09:00:00Z",
+            "2026-01-01T09:00:01Z",
+        );
+        assert!(
+            matches!(e.evaluate(&done), Verdict::Waiting(_)),
+            "not yet known to be ours"
+        );
+        // The sync response shows our operation pending …
+        let mut pending = AppView::from_json(&json!({
+            "metadata": {"name": "sensor", "namespace": "argocd"},
+            "operation": {"sync": {"revision": NEW}},
+            "status": {"sync": {"status": "Synced", "revision": NEW}, "health": {"status": "Healthy"},
+                "operationState": {"phase": "Succeeded", "startedAt": "2026-01-01T09:00:00Z"}},
+        }));
+        assert!(pending.operation_pending);
+        e.observe(&pending);
+        assert!(matches!(e.evaluate(&pending), Verdict::Waiting(_)));
+        // … and once it has cleared, the terminal state is ours.
+        pending.operation_pending = false;
+        assert_eq!(e.evaluate(&done), Verdict::Done);
+    }
+
+    #[test]
     fn stale_operation_is_not_ours() {
         // Our sync was accepted, but the app still shows the previous, failed operation.
         let e = Expect {
@@ -448,6 +496,7 @@ mod tests {
             sync_requested: true,
             baseline_started: "2026-01-01T09:00:00Z".into(),
             seen_running: false,
+            seen_pending: false,
         };
         let v = app(
             OLD,

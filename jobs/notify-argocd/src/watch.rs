@@ -263,6 +263,8 @@ impl Waiter<'_> {
                         self.expect.revision = Some(v.operation_revision.clone());
                     }
                     self.expect.sync_requested = true;
+                    // The response carries our pending operation.
+                    self.expect.observe(&v);
                     return Ok(());
                 }
                 Err(f) if f.is_operation_in_progress() => {
