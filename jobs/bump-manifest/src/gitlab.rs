@@ -390,12 +390,7 @@ async fn direct(api: &Api, opts: &Options, target: &Target) -> JobResult<()> {
         let head = head_of(api, &opts.branch).await?;
         let (p, state) = api.plan(opts, target, &head).await?;
         if attempt == 1 {
-            info(format!(
-                "{} reference(s) to {} found:",
-                p.found.len(),
-                target.image.name()
-            ));
-            log_found(&p);
+            log_found(&p, target, None);
         }
         let diff = p.diff();
         let d = decide(opts, target, p, state.as_deref())?;
@@ -511,13 +506,7 @@ async fn merge_request(api: &Api, opts: &Options, target: &Target) -> JobResult<
         let head = head_of(api, &opts.branch).await?;
         let (p, state) = api.plan(opts, target, &head).await?;
         if attempt == 1 {
-            info(format!(
-                "{} reference(s) to {} found on {}:",
-                p.found.len(),
-                target.image.name(),
-                opts.branch
-            ));
-            log_found(&p);
+            log_found(&p, target, Some(&opts.branch));
         }
         let diff = p.diff();
         let d = decide(opts, target, p, state.as_deref())?;

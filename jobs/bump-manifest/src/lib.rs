@@ -419,8 +419,15 @@ pub fn finish_without_commit(
     Ok(())
 }
 
-/// Logs what was found, one line per reference.
-pub fn log_found(plan: &Plan) {
+/// Logs what was found: a count (on `branch`, when named), then one line
+/// per reference.
+pub fn log_found(plan: &Plan, target: &Target, branch: Option<&str>) {
+    let on = branch.map(|b| format!(" on {b}")).unwrap_or_default();
+    kit::joblog::info(format!(
+        "{} reference(s) to {} found{on}:",
+        plan.found.len(),
+        target.image.name()
+    ));
     // Long lists (a fleet of overlays) fold away in the GitLab log.
     let _section = (plan.found.len() > 20).then(|| {
         kit::joblog::Section::start(

@@ -63,12 +63,7 @@ pub fn run(opts: &Options, target: &Target) -> JobResult<()> {
         let (p, state_text, entries) =
             plan::plan_tree(&g, &head, &opts.paths, target, opts.max_file_size)?;
         if attempt == 1 {
-            info(format!(
-                "{} reference(s) to {} found:",
-                p.found.len(),
-                target.image.name()
-            ));
-            log_found(&p);
+            log_found(&p, target, None);
         }
         let diff = p.diff();
         let decision = decide(opts, target, p, state_text.as_deref())?;

@@ -269,9 +269,9 @@ where
                 "Metadata" => h.metadata = map.next_value()?,
                 "Trivy" => h.trivy = map.next_value()?,
                 "Results" if !self.skip_findings => {
-                    map.next_value_seed(ResultsSeed {
+                    map.next_value_seed(NullOrSeq(ResultsSeed {
                         on_vuln: &mut *self.on_vuln,
-                    })?;
+                    }))?;
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -282,19 +282,36 @@ where
     }
 }
 
-/// `Results`: null or an array of results.
-struct ResultsSeed<'f, F> {
-    on_vuln: &'f mut F,
-}
+/// `null` or an array handed to the sequence visitor `V` (trivy writes
+/// `null` for an empty `Results` or `Vulnerabilities`).
+struct NullOrSeq<V>(V);
 
-impl<'de, F> DeserializeSeed<'de> for ResultsSeed<'_, F>
-where
-    F: FnMut(&Target<'de>, Vulnerability<'de>) -> Result<(), String>,
-{
+impl<'de, V: Visitor<'de, Value = ()>> DeserializeSeed<'de> for NullOrSeq<V> {
     type Value = ();
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_option(self)
     }
+}
+
+impl<'de, V: Visitor<'de, Value = ()>> Visitor<'de> for NullOrSeq<V> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.expecting(f)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self.0)
+    }
+}
+
+/// `Results`: an array of results.
+struct ResultsSeed<'f, F> {
+    on_vuln: &'f mut F,
 }
 
 impl<'de, F> Visitor<'de> for ResultsSeed<'_, F>
@@ -304,15 +321,6 @@ where
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Results as an array or null")
-    }
-    fn visit_none<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut index = 0;
@@ -379,10 +387,10 @@ where
                         .unwrap_or_default()
                 }
                 "Vulnerabilities" if have_target && !t.class.is_empty() => {
-                    map.next_value_seed(VulnsSeed {
+                    map.next_value_seed(NullOrSeq(VulnsSeed {
                         on_vuln: &mut *self.on_vuln,
                         target: &t,
-                    })?;
+                    }))?;
                 }
                 "Vulnerabilities" => {
                     held.extend(
@@ -407,16 +415,6 @@ struct VulnsSeed<'f, 't, 'de, F> {
     target: &'t Target<'de>,
 }
 
-impl<'de, F> DeserializeSeed<'de> for VulnsSeed<'_, '_, 'de, F>
-where
-    F: FnMut(&Target<'de>, Vulnerability<'de>) -> Result<(), String>,
-{
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_option(self)
-    }
-}
-
 impl<'de, F> Visitor<'de> for VulnsSeed<'_, '_, 'de, F>
 where
     F: FnMut(&Target<'de>, Vulnerability<'de>) -> Result<(), String>,
@@ -424,15 +422,6 @@ where
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Vulnerabilities as an array or null")
-    }
-    fn visit_none<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while let Some(v) = seq.next_element::<Vulnerability<'de>>()? {
