@@ -41,6 +41,27 @@ struct Verdict {
     key: Key,
 }
 
+/// Says that findings come from a recorded report, not from a scan now, and
+/// warns when that report is of another image than IMAGE.
+fn note_recorded_report(path: &std::path::Path, header: &report::Header<'_>, image: Option<&str>) {
+    let artifact = header
+        .artifact_name
+        .as_deref()
+        .unwrap_or("an unnamed artifact");
+    joblog::info(format!(
+        "using the recorded trivy report {} (of {artifact}); trivy is not run",
+        path.display()
+    ));
+    let digest = |r: &str| r.rsplit_once('@').map(|(_, d)| d.to_string());
+    if let Some(image) = image
+        && digest(image) != digest(artifact)
+    {
+        joblog::warn(format!(
+            "the recorded report is of {artifact}, not of {image}: its findings describe that image"
+        ));
+    }
+}
+
 /// Runs the job. `Err` with [`ExitKind::Policy`] means the gate tripped
 /// (reports and dotenv are written first).
 pub fn run(args: &Args, env: &dyn Env) -> JobResult<()> {
@@ -87,6 +108,9 @@ pub fn run(args: &Args, env: &dyn Env) -> JobResult<()> {
         JobError::new(kind, format!("{origin} {e}"))
     };
     let header = report::read_header(&bytes).map_err(bad_report)?;
+    if !from_trivy {
+        note_recorded_report(&json_path, &header, args.image.as_deref());
+    }
     let mut ctx = context(
         args,
         &header,
@@ -119,7 +143,12 @@ pub fn run(args: &Args, env: &dyn Env) -> JobResult<()> {
     );
     counts.log(&title, args.fail_on, args.severity_threshold);
     joblog::info(format!("reports written: {}", written.join(", ")));
-    counts.write_dotenv(&args.dotenv, args.fail_on, args.severity_threshold)?;
+    counts.write_dotenv(
+        &args.dotenv,
+        args.image.as_deref(),
+        args.fail_on,
+        args.severity_threshold,
+    )?;
     gate(&counts, args.fail_on)
 }
 

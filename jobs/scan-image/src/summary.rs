@@ -69,9 +69,19 @@ impl Counts {
         }
     }
 
-    /// Writes counts and the gate result for later jobs.
-    pub fn write_dotenv(&self, path: &Path, fail_on: FailOn, threshold: Severity) -> JobResult<()> {
+    /// Writes counts and the gate result for later jobs, and the image
+    /// scanned (so a later job can check it acts on that very digest).
+    pub fn write_dotenv(
+        &self,
+        path: &Path,
+        image: Option<&str>,
+        fail_on: FailOn,
+        threshold: Severity,
+    ) -> JobResult<()> {
         let mut d = Dotenv::new();
+        if let Some(image) = image {
+            d.set("SCAN_IMAGE", image)?;
+        }
         for s in Severity::WORST_FIRST {
             d.set(&format!("SCAN_{}", s.trivy()), self.reported[s as usize])?;
         }

@@ -1,0 +1,245 @@
+//! The whole flow end to end: gitlab-ci-local runs
+//! `examples/sensor-app/.gitlab-ci.yml` (one include of `gitops-iot.yml`)
+//! with the real job binaries, buildah, two real `docker-registry`
+//! instances, a real git server and the Argo CD simulator (Argo CD cannot
+//! run here). See `e2e::flow` for the set-up and what differs from a user's
+//! pipeline.
+
+use std::path::Path;
+
+use e2e::flow::{APP, APP_PATH, Flow, dotenv_value};
+use sha2_free::sha256_hex;
+
+/// The digest of bytes, via `sha256sum` (no hashing crate needed here).
+mod sha2_free {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    pub fn sha256_hex(bytes: &[u8]) -> String {
+        let mut child = Command::new("sha256sum")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("sha256sum");
+        child.stdin.take().unwrap().write_all(bytes).unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8(out.stdout).unwrap()[..64].to_string()
+    }
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()))
+}
+
+fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files_under(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn the_sensor_app_pipeline_ships_the_built_digest_signed_to_the_cluster_argocd_simulator() {
+    let work = tempfile::tempdir().unwrap();
+    let flow = Flow::start(work.path()).unwrap_or_else(|e| panic!("{e}"));
+    let run = flow.run_pipeline(false);
+    assert!(run.ok, "the pipeline failed:\n{}", run.output);
+    for job in [
+        "build-image",
+        "scan-image",
+        "promote-image",
+        "sign-image",
+        "bump-manifest",
+        "notify-argocd",
+    ] {
+        assert!(
+            run.output.contains(&format!(" PASS  {job}")),
+            "{job} did not pass:\n{}",
+            run.output
+        );
+    }
+    let timings: Vec<String> = run
+        .jobs
+        .iter()
+        .map(|j| format!("{} {:.2}s", j.job, j.seconds))
+        .collect();
+    eprintln!(
+        "wall time by job: {} | pipeline {:.2}s",
+        timings.join(", "),
+        run.wall.as_secs_f64()
+    );
+    let r = flow.results();
+
+    // build-image pushed a two-platform index by commit SHA; its digest is what every later job used.
+    let digest = &r.build_digest;
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(&r.staging_manifest)),
+        *digest,
+        "the staging registry serves other bytes for {digest}"
+    );
+    let index: serde_json::Value = serde_json::from_slice(&r.staging_manifest).unwrap();
+    let mut arches: Vec<&str> = index["manifests"]
+        .as_array()
+        .expect("an image index")
+        .iter()
+        .filter_map(|m| m["platform"]["architecture"].as_str())
+        .collect();
+    arches.sort();
+    assert_eq!(arches, ["amd64", "arm64"], "{index}");
+    let by_tag = harness::registry::skopeo_raw(
+        &format!("{}:{}", flow.staging_image(), flow.commit_sha()),
+        flow.staging.credentials(),
+    );
+    assert_eq!(
+        by_tag, r.staging_manifest,
+        "the commit-SHA tag is not the build"
+    );
+
+    // scan-image scanned that digest, from the recorded report, and its reports validate.
+    let scan = flow.artifacts("scan-image");
+    let scanned = dotenv_value(&scan.join("scan-image.env"), "SCAN_IMAGE");
+    assert_eq!(scanned, format!("{}@{digest}", flow.staging_image()));
+    assert_eq!(
+        dotenv_value(&scan.join("scan-image.env"), "SCAN_GATE"),
+        "passed"
+    );
+    assert!(
+        run.output.contains("using the recorded trivy report")
+            && run.output.contains("trivy is not run"),
+        "the scan log does not say the report was recorded:\n{}",
+        run.output
+    );
+    harness::schemas::assert_valid(
+        "gitlab-container-scanning-report-format-15.2.1.json",
+        &json(&scan.join("gl-container-scanning-report.json")),
+    );
+    harness::schemas::assert_valid(
+        "sarif-schema-2.1.0.json",
+        &json(&scan.join("gl-container-scanning.sarif")),
+    );
+    assert!(
+        json(&scan.join("gl-code-quality-report.json")).is_array(),
+        "Code Quality is a JSON array"
+    );
+    let junit = std::fs::read_to_string(scan.join("gl-container-scanning-junit.xml")).unwrap();
+    let doc = roxmltree::Document::parse(&junit).expect("JUnit XML parses");
+    assert!(
+        ["testsuites", "testsuite"].contains(&doc.root_element().tag_name().name()),
+        "{junit}"
+    );
+
+    // Docker Hub holds the exact digest that was built and scanned: the same bytes, every platform too.
+    assert_eq!(r.promoted_digest.as_deref(), Some(digest.as_str()));
+    assert_eq!(
+        r.hub_manifest, r.staging_manifest,
+        "Docker Hub serves other index bytes"
+    );
+    let hub_creds = Some((e2e::flow::HUB_USER, flow.secrets.hub_token.as_str()));
+    for m in index["manifests"].as_array().unwrap() {
+        let child = m["digest"].as_str().unwrap();
+        let at_hub =
+            harness::registry::skopeo_raw(&format!("{}@{child}", flow.hub_image()), hub_creds);
+        let at_staging = harness::registry::skopeo_raw(
+            &format!("{}@{child}", flow.staging_image()),
+            flow.staging.credentials(),
+        );
+        assert_eq!(at_hub, at_staging, "platform manifest {child} differs");
+    }
+
+    // The signature on Docker Hub verifies with the public key.
+    assert!(
+        r.signature_verified,
+        "sign-image verify: {}",
+        r.verify_output
+    );
+    let sig_tag = format!(
+        "{}:{}.sig",
+        flow.hub_image(),
+        digest.replace("sha256:", "sha256-")
+    );
+    let sig: serde_json::Value =
+        serde_json::from_slice(&harness::registry::skopeo_raw(&sig_tag, hub_creds)).unwrap();
+    assert_eq!(
+        sig["layers"][0]["mediaType"],
+        "application/vnd.dev.cosign.simplesigning.v1+json"
+    );
+
+    // The config repo gained exactly one commit, pinning tag@digest, and only under the app's paths.
+    assert_eq!(r.new_commits.len(), 1, "{:?}", r.new_commits);
+    let commit = &r.new_commits[0];
+    let short = &flow.commit_sha()[..8];
+    assert!(
+        r.overlay.contains(&format!("digest: {digest}"))
+            && r.overlay.contains(&format!("newTag: \"{short}\"")),
+        "pi-lab overlay after the bump:\n{}",
+        r.overlay
+    );
+    let changed = std::process::Command::new("git")
+        .args(["show", "--name-only", "--format=", commit])
+        .current_dir(flow.config_repo())
+        .output()
+        .unwrap();
+    let changed = String::from_utf8(changed.stdout).unwrap();
+    assert!(
+        changed.contains(&format!("{APP_PATH}/kustomization.yaml")),
+        "{changed}"
+    );
+    for f in changed.lines().filter(|l| !l.is_empty()) {
+        assert!(
+            f.starts_with("apps/sensor-app/") || f.starts_with(".bump-manifest/"),
+            "bump-manifest touched {f} outside manifest-paths"
+        );
+    }
+    assert_eq!(
+        dotenv_value(
+            &flow.artifacts("bump-manifest").join("bump-manifest.env"),
+            "BUMP_MANIFEST_COMMIT"
+        ),
+        *commit
+    );
+
+    // Argo CD was asked to sync exactly that commit, and the app is Synced and Healthy on it.
+    assert_eq!(r.synced_revisions, vec![commit.clone()]);
+    assert_eq!(
+        (
+            r.app_revision.as_str(),
+            r.app_sync.as_str(),
+            r.app_health.as_str()
+        ),
+        (commit.as_str(), "Synced", "Healthy"),
+        "{APP}"
+    );
+    let app_url = dotenv_value(
+        &flow.artifacts("notify-argocd").join("notify-argocd.env"),
+        "ARGOCD_APP_URL",
+    );
+    assert!(
+        app_url.ends_with(&format!("/applications/argocd/{APP}")),
+        "{app_url}"
+    );
+
+    // No secret in any log or artifact.
+    let mut files = vec![];
+    files_under(&flow.project.join(".gitlab-ci-local/artifacts"), &mut files);
+    files_under(&flow.project.join(".gitlab-ci-local/output"), &mut files);
+    assert!(files.len() >= 10, "{files:?}");
+    for secret in flow.secrets.all() {
+        assert!(
+            !run.output.contains(&secret),
+            "a secret appears in the pipeline log"
+        );
+        for f in &files {
+            let text = String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned();
+            assert!(
+                !text.contains(&secret),
+                "a secret appears in {}",
+                f.display()
+            );
+        }
+    }
+}
