@@ -193,3 +193,46 @@ fn bad_suppression_files_are_usage_errors_naming_the_file() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("missing.trivyignore"));
 }
+
+#[test]
+fn a_recorded_report_says_so_warns_when_it_is_of_another_image_and_names_the_image_in_dotenv() {
+    let image = "registry.example.com/acme/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let dir = tempfile::tempdir().unwrap();
+    let r = scan_sample(dir.path(), &["--fail-on", "none", image]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("using the recorded trivy report")
+            && r.stderr.contains("trivy is not run"),
+        "{}",
+        r.stderr
+    );
+    // The sample is of registry.gitlab.com/acme/sensor-app@sha256:5f0e…, not of IMAGE.
+    assert!(
+        r.stderr.contains(
+            "the recorded report is of registry.gitlab.com/acme/sensor-app@sha256:5f0e8b5a"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(&format!("not of {image}")),
+        "{}",
+        r.stderr
+    );
+    let env = dotenv(&dir.path().join("scan-image.env"));
+    assert_eq!(env["SCAN_IMAGE"], image);
+
+    // The same digest: no warning. No IMAGE: no SCAN_IMAGE.
+    let same = "registry.gitlab.com/acme/sensor-app@sha256:5f0e8b5a0b6e9b47e5c1f7b77e2f3c9e0a4d5b6c7d8e9f001122334455667788";
+    let dir = tempfile::tempdir().unwrap();
+    let r = scan_sample(dir.path(), &["--fail-on", "none", same]);
+    assert!(
+        !r.stderr.contains("the recorded report is of"),
+        "{}",
+        r.stderr
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let r = scan_sample(dir.path(), &["--fail-on", "none"]);
+    assert_eq!(r.code, 0);
+    assert!(!dotenv(&dir.path().join("scan-image.env")).contains_key("SCAN_IMAGE"));
+}

@@ -47,14 +47,27 @@ fn main() {
     let r = flow.results();
     let hub_ref = format!("{}@{}", flow.hub_image(), r.build_digest);
     println!();
-    println!("== where to look");
+    let scan_env = flow.artifacts("scan-image").join("scan-image.env");
+    let scan_counts: Vec<String> = e2e::flow::dotenv(&scan_env)
+        .into_iter()
+        .filter(|(k, _)| k == "SCAN_TOTAL" || k == "SCAN_GATE" || k == "SCAN_FAIL_ON")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    println!(
+        "== where to look (job logs: {}/<job>.log; services stop when the demo ends unless --serve)",
+        flow.project.join(".gitlab-ci-local/output").display()
+    );
     println!("build   {}@{}", flow.staging_image(), r.build_digest);
     println!(
         "        skopeo inspect --raw --tls-verify=false --creds ci-bot:*** docker://{}@{}",
         flow.staging_image(),
         r.build_digest
     );
-    println!("scan    {}", flow.artifacts("scan-image").display());
+    println!(
+        "scan    {} ({})",
+        flow.artifacts("scan-image").display(),
+        scan_counts.join(" ")
+    );
     println!(
         "        gl-container-scanning-report.json gl-code-quality-report.json gl-container-scanning-junit.xml gl-container-scanning.sarif scan-image.env"
     );
@@ -63,21 +76,28 @@ fn main() {
         !r.hub_manifest.is_empty() && r.hub_manifest == r.staging_manifest
     );
     println!(
-        "sign    {hub_ref}.sig tag; verified with {}: {}",
+        "sign    {}:{}.sig; verified with {}: {}",
+        flow.hub_image(),
+        r.build_digest.replace(':', "-"),
         flow.public_key.display(),
         r.signature_verified
     );
     println!(
-        "        INSECURE_REGISTRY={} SIGN_IMAGE_REGISTRY_USER={HUB_USER} SIGN_IMAGE_REGISTRY_PASSWORD=*** {} verify --key {} {hub_ref}",
+        "        INSECURE_REGISTRY={} SIGN_IMAGE_REGISTRY_USER={HUB_USER} SIGN_IMAGE_REGISTRY_PASSWORD=*** target/debug/sign-image verify --key {} {hub_ref}",
         flow.hub.host(),
-        "sign-image",
         flow.public_key.display()
     );
     match r.new_commits.first() {
-        Some(c) => println!(
-            "bump    config repo commit {c}\n        git --git-dir {} show {c} -- {APP_PATH}",
-            flow.config_repo().display()
-        ),
+        Some(c) => {
+            println!("bump    config repo commit {c}, {APP_PATH}/kustomization.yaml now pins:");
+            for line in r
+                .overlay
+                .lines()
+                .filter(|l| l.contains("newName") || l.contains("newTag") || l.contains("digest:"))
+            {
+                println!("        {}", line.trim());
+            }
+        }
         None => println!("bump    no new commit in the config repo"),
     }
     println!(

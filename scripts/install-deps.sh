@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need on a fresh Debian machine:
+# Debian packages (as root, via apt-get) and gitlab-ci-local (npm, into .tools/).
+# Idempotent: installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# docker-registry: real OCI registry; apache2-utils: htpasswd; skopeo/buildah:
+# images; qemu-user-static: arm64 binaries; git: config repos; jq: bench peer;
+# rsync + npm: gitlab-ci-local; openssl (the command): test certificates.
+pkgs=(git curl jq rsync openssl python3 docker-registry apache2-utils skopeo buildah qemu-user-static time)
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+command -v npm >/dev/null || missing+=(nodejs npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The template tests and the demo run GitLab pipelines with gitlab-ci-local
+# 4.70.0 (newer versions need Node 22); the machine's Node 20 + npm install it locally.
+[ -x .tools/node_modules/.bin/gitlab-ci-local ] \
+  || npm install --prefix .tools --no-audit --no-fund --loglevel=error gitlab-ci-local@4.70.0
+echo "gitlab-ci-local $(.tools/node_modules/.bin/gitlab-ci-local --version)"
