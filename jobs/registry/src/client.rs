@@ -416,18 +416,52 @@ impl Registry {
         self.upload_blob(repo, bytes, digest).await
     }
 
+    /// Pushes a small blob that many artifacts of `repo` share (such as
+    /// the constant `{}` config of cosign signature images) in as few
+    /// requests as the distribution API allows: one
+    /// `POST …/blobs/uploads/?mount=<digest>&from=<repo>` that the registry
+    /// answers `201 Created` when `repo` already has the blob (1 request),
+    /// or `202` with an upload session that the bytes are then `PUT` into
+    /// (2 requests). [`Registry::push_blob`] would take HEAD + POST + PUT.
+    /// Returns the digest and whether the blob was already there.
+    pub async fn push_shared_blob(
+        &self,
+        repo: &str,
+        bytes: impl Into<bytes::Bytes>,
+    ) -> JobResult<(Digest, bool)> {
+        let bytes: bytes::Bytes = bytes.into();
+        let digest = manifest::sha256(&bytes);
+        let present = self
+            .upload_blob_from(repo, Some(repo), bytes, &digest)
+            .await?;
+        Ok((digest, present))
+    }
+
     async fn upload_blob(
         &self,
         repo: &str,
         bytes: bytes::Bytes,
         digest: Digest,
     ) -> JobResult<Digest> {
+        self.upload_blob_from(repo, None, bytes, &digest).await?;
+        Ok(digest)
+    }
+
+    /// POST (as a mount from `from` when given), then PUT the bytes unless
+    /// the registry mounted the blob. `Ok(true)` when it was mounted.
+    async fn upload_blob_from(
+        &self,
+        repo: &str,
+        from: Option<&str>,
+        bytes: bytes::Bytes,
+        digest: &Digest,
+    ) -> JobResult<bool> {
         let what = format!("uploading blob {digest} to {}/{repo}", self.inner.name);
-        let location = match self.start_upload(repo, None, &digest).await? {
-            Upload::Mounted => return Ok(digest),
+        let location = match self.start_upload(repo, from, digest).await? {
+            Upload::Mounted => return Ok(true),
             Upload::Session(l) => l,
         };
-        let url = with_digest(&location, &digest)?;
+        let url = with_digest(&location, digest)?;
         let len = bytes.len() as u64;
         let resp = self
             .send(&what, &Scope::push(repo), len, |c| {
@@ -442,7 +476,7 @@ impl Registry {
             .counters
             .blobs_uploaded
             .fetch_add(1, Ordering::Relaxed);
-        Ok(digest)
+        Ok(false)
     }
 
     /// Mounts `digest` from `from_repo` into `repo` on this registry.
@@ -609,6 +643,14 @@ impl Registry {
         digest: &Digest,
     ) -> JobResult<Upload> {
         let (url, scope, what) = match from {
+            // A "mount" from the repository itself asks whether it already
+            // has the blob (201) and otherwise opens an upload session (202);
+            // it needs only push access to that one repository.
+            Some(f) if f == repo => (
+                self.url(&format!("{repo}/blobs/uploads/?mount={digest}&from={f}")),
+                Scope::push(repo),
+                format!("uploading blob {digest} to {}/{repo}", self.inner.name),
+            ),
             Some(f) => (
                 self.url(&format!("{repo}/blobs/uploads/?mount={digest}&from={f}")),
                 Scope::mount(repo, f),
@@ -625,10 +667,12 @@ impl Registry {
             .await?;
         let resp = self.check(resp, &what).await?;
         if resp.status() == StatusCode::CREATED && from.is_some() {
-            self.inner
-                .counters
-                .blobs_mounted
-                .fetch_add(1, Ordering::Relaxed);
+            if from != Some(repo) {
+                self.inner
+                    .counters
+                    .blobs_mounted
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             return Ok(Upload::Mounted);
         }
         let location = header(&resp, LOCATION)

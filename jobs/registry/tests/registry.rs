@@ -387,3 +387,103 @@ async fn unreachable_registry_is_exit_3_with_cause() {
         e.message
     );
 }
+
+/// `push_shared_blob`: a mount from the repository itself is answered
+/// 201 Created by the real distribution registry when the repository has the
+/// blob (1 request), else 202 with an upload session (POST + PUT).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_blob_is_one_request_when_the_repository_has_it() {
+    let reg = TestRegistry::start();
+    let gw = Gateway::start(&reg.host(), GatewayOptions::default());
+    let c = client(&gw.host(), None);
+    let config = b"{}".to_vec();
+    let want: Digest = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        .parse()
+        .unwrap();
+
+    // Not in the repository: POST answered 202, then PUT.
+    let (d, present) = c.push_shared_blob("sig/app", config.clone()).await.unwrap();
+    assert_eq!((d.clone(), present), (want.clone(), false));
+    let log = gw.requests();
+    let seen: Vec<(&str, u16)> = log.iter().map(|l| (l.method.as_str(), l.status)).collect();
+    assert_eq!(seen, vec![("POST", 202), ("PUT", 201)], "{log:?}");
+    assert!(
+        log[0].path.contains(&format!(
+            "/v2/sig/app/blobs/uploads/?mount={want}&from=sig/app"
+        )),
+        "{log:?}"
+    );
+    assert!(c.blob_exists("sig/app", &want).await.unwrap());
+
+    // Now present: one POST, answered 201 Created by distribution; nothing sent.
+    gw.reset_counters();
+    let before = c.stats();
+    let (d, present) = c.push_shared_blob("sig/app", config.clone()).await.unwrap();
+    assert_eq!((d, present), (want.clone(), true));
+    let log = gw.requests();
+    let seen: Vec<(&str, u16)> = log.iter().map(|l| (l.method.as_str(), l.status)).collect();
+    assert_eq!(seen, vec![("POST", 201)], "{log:?}");
+    let after = c.stats();
+    assert_eq!(after.requests - before.requests, 1);
+    assert_eq!(after.bytes_sent, before.bytes_sent);
+    assert_eq!(after.blobs_uploaded, before.blobs_uploaded);
+    assert_eq!(
+        after.blobs_mounted, before.blobs_mounted,
+        "not a cross-repo mount"
+    );
+
+    // Another repository of the same registry does not get it for free: the
+    // blob is in the registry's storage but not linked there, so 202 + PUT.
+    gw.reset_counters();
+    let (_, present) = c.push_shared_blob("sig/other", config).await.unwrap();
+    assert!(!present);
+    let seen: Vec<u16> = gw.requests().iter().map(|l| l.status).collect();
+    assert_eq!(seen, vec![202, 201]);
+    assert!(c.blob_exists("sig/other", &want).await.unwrap());
+
+    // Behind a Bearer token server it needs only the repository's push scope
+    // (no second token for a two-repository mount scope).
+    let mut bearer = BearerConfig::new("frank", "hub-token-456");
+    bearer.ttl = Duration::from_secs(300);
+    let hub = Gateway::start(
+        &reg.host(),
+        GatewayOptions {
+            bearer: Some(bearer),
+        },
+    );
+    let t = client(
+        &hub.host(),
+        Some(Credentials::new("frank", "hub-token-456")),
+    );
+    let (_, present) = t.push_shared_blob("sig/app", b"{}".to_vec()).await.unwrap();
+    assert!(present);
+    assert_eq!(hub.token_scopes(), vec!["repository:sig/app:pull,push"]);
+}
+
+/// oci-client keeps the first credentials it saw per registry; here two
+/// clients of one registry (SRC and DST of a promotion within one registry)
+/// each keep their own login, whichever is used first, with Basic and Bearer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_of_one_registry_keep_their_own_credentials() {
+    let reg = TestRegistry::start_with_htpasswd("gina", "right-pw-1");
+    push_image(&reg, "team/app", "1.0", &small(), None);
+    // The token server fronts an open registry (it does not log in upstream).
+    let open = TestRegistry::start();
+    push_image(&open, "team/app", "1.0", &small(), None);
+    let hub = Gateway::start(
+        &open.host(),
+        GatewayOptions {
+            bearer: Some(BearerConfig::new("gina", "right-pw-1")),
+        },
+    );
+    for host in [reg.host(), hub.host()] {
+        let bad = client(&host, Some(Credentials::new("gina", "wrong-pw-2")));
+        let good = client(&host, Some(Credentials::new("gina", "right-pw-1")));
+        let e = bad.resolve("team/app", "1.0").await.unwrap_err();
+        assert_eq!(e.kind, ExitKind::Remote, "{}", e.message);
+        assert!(!e.message.contains("wrong-pw-2"), "{}", e.message);
+        good.resolve("team/app", "1.0").await.unwrap();
+        assert!(bad.resolve("team/app", "1.0").await.is_err(), "{host}");
+        good.resolve("team/app", "1.0").await.unwrap();
+    }
+}

@@ -223,10 +223,13 @@ async fn sign_one(
             ));
             Ok(false)
         }
-        Appended::New { manifest, config } => {
-            // Both blobs are new with each new signature: skip the HEADs.
+        Appended::New { manifest } => {
+            // The payload is new with each new signature: no HEAD first
+            // (POST + PUT). The config is the constant `{}`: one mount
+            // request when the repository already has it (any earlier
+            // signature put it there), else POST + PUT.
             reg.push_new_blob(repo, payload).await?;
-            reg.push_new_blob(repo, config).await?;
+            reg.push_shared_blob(repo, sigtag::CONFIG).await?;
             reg.push_manifest(repo, &tag, OCI_MANIFEST_MEDIA_TYPE, manifest)
                 .await?;
             joblog::info(format!(

@@ -5,10 +5,16 @@
 //! (media type [`SIMPLESIGNING_MEDIA_TYPE`]) and its annotation
 //! [`SIGNATURE_ANNOTATION`] holds the base64 signature of that blob.
 //!
-//! The manifest and config are laid out as cosign (go-containerregistry)
-//! writes them: descriptor fields in the order `mediaType`, `size`,
-//! `digest`, `annotations`; a config whose `rootfs.diff_ids` lists the layer
-//! digests (the payloads are uncompressed, so digest = diff id).
+//! The manifest is laid out as cosign (go-containerregistry) writes it:
+//! descriptor fields in the order `mediaType`, `size`, `digest`,
+//! `annotations`. The config is the constant 2-byte `{}` ([`CONFIG`]), as
+//! sigstore-rs's cosign client writes it (`CONFIG_DATA`), not
+//! go-containerregistry's config listing every layer in `rootfs.diff_ids`:
+//! a constant blob is already in the repository after its first signature,
+//! so pushing it is a single mount request instead of an upload (see
+//! [`registry::Registry::push_shared_blob`]). cosign's verifier reads only
+//! the manifest's layers and their annotations, never the config; when
+//! cosign appends to such an image it parses `{}` as an empty config.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +27,12 @@ pub const SIMPLESIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesig
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 pub const OCI_MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
+/// The signature image's config blob, the same for every signature (see the
+/// module comment: one request to push instead of two, sigstore-rs precedent).
+pub const CONFIG: &[u8] = b"{}";
+/// `sha256` of [`CONFIG`].
+pub const CONFIG_DIGEST: &str =
+    "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
 /// Payload blobs bigger than this are not read (cosign payloads are ~250 bytes).
 pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
 /// At most this many signature layers are checked by verify (each costs a
@@ -81,8 +93,8 @@ pub enum Appended {
     /// A layer with the same payload and a signature by the same key was
     /// already there (cosign's duplicate rule); nothing to push.
     Duplicate,
-    /// The new manifest bytes and the config blob they reference.
-    New { manifest: Vec<u8>, config: Vec<u8> },
+    /// The new manifest bytes; their config is [`CONFIG`].
+    New { manifest: Vec<u8> },
 }
 
 impl SigManifest {
@@ -95,13 +107,7 @@ impl SigManifest {
         SigManifest {
             schema_version: 2,
             media_type: Some(OCI_MANIFEST_MEDIA_TYPE.to_string()),
-            config: Layer {
-                media_type: OCI_CONFIG_MEDIA_TYPE.into(),
-                size: 0,
-                digest: String::new(),
-                annotations: None,
-                extra: Default::default(),
-            },
+            config: config_descriptor(),
             layers: Vec::new(),
             annotations: None,
             extra: Default::default(),
@@ -140,37 +146,24 @@ impl SigManifest {
             )])),
             extra: Default::default(),
         });
-        let config = config_for(&m.layers);
         m.schema_version = 2;
         m.media_type = Some(OCI_MANIFEST_MEDIA_TYPE.into());
-        m.config = Layer {
-            media_type: OCI_CONFIG_MEDIA_TYPE.into(),
-            size: config.len() as u64,
-            digest: registry::sha256(&config).to_string(),
-            annotations: None,
-            extra: Default::default(),
-        };
+        // Also when appending to cosign's image, whose config lists the
+        // layers' diff ids: `{}` replaces it (cosign never reads it).
+        m.config = config_descriptor();
         let manifest = serde_json::to_vec(&m).unwrap_or_default();
-        Appended::New { manifest, config }
+        Appended::New { manifest }
     }
 }
 
-/// The config go-containerregistry writes for cosign's signature image:
-/// empty platform, zero timestamps, one history entry and one diff id per layer.
-pub fn config_for(layers: &[Layer]) -> Vec<u8> {
-    let diff_ids: Vec<&str> = layers.iter().map(|l| l.digest.as_str()).collect();
-    let history: Vec<serde_json::Value> = layers
-        .iter()
-        .map(|_| serde_json::json!({"created": "0001-01-01T00:00:00Z"}))
-        .collect();
-    // serde_json's `json!` keeps keys sorted (no preserve_order), which is
-    // exactly Go's struct order here except `config`; write it by hand.
-    format!(
-        r#"{{"architecture":"","created":"0001-01-01T00:00:00Z","history":{},"os":"","rootfs":{{"type":"layers","diff_ids":{}}},"config":{{}}}}"#,
-        serde_json::Value::from(history),
-        serde_json::to_string(&diff_ids).unwrap_or_default()
-    )
-    .into_bytes()
+fn config_descriptor() -> Layer {
+    Layer {
+        media_type: OCI_CONFIG_MEDIA_TYPE.into(),
+        size: CONFIG.len() as u64,
+        digest: CONFIG_DIGEST.into(),
+        annotations: None,
+        extra: Default::default(),
+    }
 }
 
 #[cfg(test)]
@@ -189,18 +182,17 @@ mod tests {
         let k = PrivateKey::generate().unwrap();
         let payload = br#"{"critical":{}}"#;
         let sig = k.sign_base64(payload);
-        let Appended::New { manifest, config } =
-            SigManifest::append(None, payload, &sig, &k.public())
+        let Appended::New { manifest } = SigManifest::append(None, payload, &sig, &k.public())
         else {
             panic!("first signature must be new")
         };
         let text = String::from_utf8(manifest.clone()).unwrap();
-        assert!(text.starts_with(r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","size":"#), "{text}");
+        // Exactly what sigstore-rs writes for its config: `{}` as an OCI config.
+        assert!(text.starts_with(r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","size":2,"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},"layers":[{"#), "{text}");
         assert!(text.contains(r#""layers":[{"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json","size":15,"digest":"sha256:"#), "{text}");
         let m = SigManifest::parse(&manifest).unwrap();
-        assert_eq!(m.config.digest, registry::sha256(&config).to_string());
-        let cfg: serde_json::Value = serde_json::from_slice(&config).unwrap();
-        assert_eq!(cfg["rootfs"]["diff_ids"][0], m.layers[0].digest);
+        assert_eq!(m.config.digest, registry::sha256(CONFIG).to_string());
+        assert_eq!(m.config.size, 2);
         assert_eq!(m.layers[0].signature(), Some(sig.as_str()));
 
         // Same key + payload → duplicate, even with a different (randomized) signature encoding.
@@ -208,25 +200,54 @@ mod tests {
             SigManifest::append(Some(m.clone()), payload, &sig, &k.public()),
             Appended::Duplicate
         );
-        // Another key → appended, first layer kept byte for byte.
+        // Another key → appended, first layer kept byte for byte, same config.
         let k2 = PrivateKey::generate().unwrap();
-        let Appended::New {
-            manifest: m2,
-            config: c2,
-        } = SigManifest::append(
+        let Appended::New { manifest: m2 } = SigManifest::append(
             Some(m.clone()),
             payload,
             &k2.sign_base64(payload),
             &k2.public(),
-        )
-        else {
+        ) else {
             panic!()
         };
         let m2 = SigManifest::parse(&m2).unwrap();
         assert_eq!(m2.layers.len(), 2);
         assert_eq!(m2.layers[0], m.layers[0]);
-        let cfg: serde_json::Value = serde_json::from_slice(&c2).unwrap();
-        assert_eq!(cfg["history"].as_array().unwrap().len(), 2);
+        assert_eq!(m2.config, m.config);
+    }
+
+    #[test]
+    fn config_digest_constant_is_right() {
+        assert_eq!(registry::sha256(CONFIG).to_string(), CONFIG_DIGEST);
+    }
+
+    #[test]
+    fn appending_to_cosigns_diff_ids_config_writes_the_constant_config() {
+        // As cosign (go-containerregistry) writes a first signature.
+        let k = PrivateKey::generate().unwrap();
+        let old_payload = b"cosign-payload";
+        let old_digest = registry::sha256(old_payload).to_string();
+        let cfg = format!(
+            r#"{{"architecture":"","created":"0001-01-01T00:00:00Z","history":[{{"created":"0001-01-01T00:00:00Z"}}],"os":"","rootfs":{{"type":"layers","diff_ids":["{old_digest}"]}},"config":{{}}}}"#
+        );
+        let text = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","size":{},"digest":"{}"}},"layers":[{{"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json","size":14,"digest":"{old_digest}","annotations":{{"dev.cosignproject.cosign/signature":"{}"}}}}]}}"#,
+            cfg.len(),
+            registry::sha256(cfg.as_bytes()),
+            k.sign_base64(old_payload)
+        );
+        let old = SigManifest::parse(text.as_bytes()).unwrap();
+        let k2 = PrivateKey::generate().unwrap();
+        let Appended::New { manifest } =
+            SigManifest::append(Some(old.clone()), b"p", &k2.sign_base64(b"p"), &k2.public())
+        else {
+            panic!()
+        };
+        let new = SigManifest::parse(&manifest).unwrap();
+        assert_eq!(new.layers[0], old.layers[0]);
+        assert_eq!(new.layers.len(), 2);
+        assert_eq!(new.config.digest, CONFIG_DIGEST);
+        assert_eq!(new.config.size, 2);
     }
 
     #[test]

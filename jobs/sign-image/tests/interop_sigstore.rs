@@ -20,6 +20,9 @@ use sigstore::crypto::{CosignVerificationKey, Signature, SigningScheme};
 use sigstore::registry::{Auth, ClientConfig, ClientProtocol, OciReference};
 
 const P256: SigningScheme = SigningScheme::ECDSA_P256_SHA256_ASN1;
+/// sha256 of the 2-byte config `{}`.
+const EMPTY_CONFIG_DIGEST: &str =
+    "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
 
 fn payload(n: u32) -> Vec<u8> {
     let image = kit::reference::ImageRef::parse("registry.example/team/app:1").unwrap();
@@ -172,6 +175,13 @@ async fn registry_signatures_cross_verify_with_sigstore_rs() {
         ])
         .env("COSIGN_PASSWORD", &ours.password));
     assert_code(&r, 0);
+    // Our .sig image has the constant `{}` config (as sigstore-rs writes it)…
+    let tag = img.digest.replace(':', "-") + ".sig";
+    let raw = harness::registry::skopeo_raw(&format!("{host}/team/interop:{tag}"), None);
+    let m: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(m["config"]["digest"], EMPTY_CONFIG_DIGEST, "{m}");
+    assert_eq!(m["config"]["size"], 2);
+    // …and sigstore-rs verifies the signature.
     let our_pub = std::fs::read_to_string(&ours.pub_path).unwrap();
     assert!(
         sigstore_verifies(&image, &our_pub).await,
@@ -244,6 +254,130 @@ async fn registry_signatures_cross_verify_with_sigstore_rs() {
     ] {
         assert!(sigstore_verifies(&image, pem).await);
     }
+}
+
+/// The config go-containerregistry writes for cosign's signature image
+/// (`empty.Image` + `mutate.Append`): empty platform, zero timestamps, one
+/// history entry and one diff id per layer, in Go's field order.
+fn ggcr_config(diff_ids: &[&str]) -> Vec<u8> {
+    let history = vec![r#"{"created":"0001-01-01T00:00:00Z"}"#; diff_ids.len()].join(",");
+    format!(
+        r#"{{"architecture":"","created":"0001-01-01T00:00:00Z","history":[{history}],"os":"","rootfs":{{"type":"layers","diff_ids":{}}},"config":{{}}}}"#,
+        serde_json::to_string(diff_ids).unwrap()
+    )
+    .into_bytes()
+}
+
+/// A `.sig` image laid out as the cosign CLI writes it (config with
+/// `rootfs.diff_ids`), signed by sigstore-rs's signer: sign-image appends its
+/// own signature, keeps the old layer byte for byte, writes the `{}` config,
+/// and both signatures verify with sigstore-rs and with sign-image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appending_to_a_cosign_layout_sig_image_keeps_and_verifies_both() {
+    let reg = TestRegistry::start();
+    let host = reg.host();
+    let img = push_image(
+        &reg,
+        "team/cosigned",
+        "1.0",
+        &ImageSpec {
+            layer_sizes: vec![300],
+            seed: 21,
+            ..ImageSpec::default()
+        },
+        None,
+    );
+    let image = format!("{host}/team/cosigned:1.0");
+    let digest: kit::reference::Digest = img.digest.parse().unwrap();
+
+    // cosign's first signature: payload (byte-identical to cosign's, see
+    // cosign_cli_signature_vector), signed by sigstore-rs, ggcr config.
+    let image_ref = kit::reference::ImageRef::parse(&image).unwrap();
+    let payload = SimpleSigning::new(&image_ref, &digest, &Default::default()).to_bytes();
+    let signer = P256.create_signer().unwrap();
+    let their_pub = signer
+        .to_sigstore_keypair()
+        .unwrap()
+        .public_key_to_pem()
+        .unwrap();
+    let sig = base64_encode(&signer.sign(&payload).unwrap());
+    let payload_digest = registry::sha256(&payload).to_string();
+    let config = ggcr_config(&[&payload_digest]);
+    let config_digest = registry::sha256(&config).to_string();
+    let old_layer = format!(
+        r#"{{"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json","size":{},"digest":"{payload_digest}","annotations":{{"dev.cosignproject.cosign/signature":"{sig}"}}}}"#,
+        payload.len()
+    );
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","size":{},"digest":"{config_digest}"}},"layers":[{old_layer}]}}"#,
+        config.len()
+    );
+    let client = registry::Registry::new(
+        &host,
+        None,
+        &registry::ClientOptions {
+            insecure_registries: vec![host.clone()],
+            ..Default::default()
+        },
+        &kit::env::MapEnv::default(),
+    )
+    .unwrap();
+    let tag = img.digest.replace(':', "-") + ".sig";
+    client.push_blob("team/cosigned", payload).await.unwrap();
+    client.push_blob("team/cosigned", config).await.unwrap();
+    client
+        .push_manifest(
+            "team/cosigned",
+            &tag,
+            "application/vnd.oci.image.manifest.v1+json",
+            manifest.into_bytes(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        sigstore_verifies(&image, &their_pub).await,
+        "fixture verifies"
+    );
+
+    // sign-image appends.
+    let dir = tempfile::tempdir().unwrap();
+    let ours = keys(dir.path(), "ours", "append-pass");
+    let r = run(cmd(dir.path())
+        .args(["sign", &image, "--insecure-registry", &host, "--key"])
+        .arg(&ours.key_path)
+        .env("COSIGN_PASSWORD", &ours.password));
+    assert_code(&r, 0);
+    assert!(r.stderr.contains("(1 before)"), "{}", r.stderr);
+
+    let raw = harness::registry::skopeo_raw(&format!("{host}/team/cosigned:{tag}"), None);
+    let m: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(m["config"]["digest"], EMPTY_CONFIG_DIGEST, "{m}");
+    let layers = m["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2, "{m}");
+    assert_eq!(
+        layers[0],
+        serde_json::from_str::<serde_json::Value>(&old_layer).unwrap()
+    );
+    // The old layer's JSON is carried over byte for byte.
+    assert!(String::from_utf8(raw).unwrap().contains(&old_layer));
+
+    let our_pub = std::fs::read_to_string(&ours.pub_path).unwrap();
+    let their_pub_path = dir.path().join("theirs.pub");
+    std::fs::write(&their_pub_path, &their_pub).unwrap();
+    for (pem, path) in [(&their_pub, &their_pub_path), (&our_pub, &ours.pub_path)] {
+        assert!(sigstore_verifies(&image, pem).await);
+        let r = run(cmd(dir.path())
+            .args(["verify", &image, "--insecure-registry", &host, "--key"])
+            .arg(path));
+        assert_code(&r, 0);
+    }
+    let stranger = PrivateKey::generate().unwrap().public().to_pem();
+    assert!(!sigstore_verifies(&image, &stranger).await);
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 #[test]

@@ -186,14 +186,30 @@ fn unsigned_missing_and_unreachable() {
             .env("COSIGN_PASSWORD", &k.password));
         assert_code(&r, 3);
         assert!(r.cause().contains("not found"), "{}", r.cause());
+        assert!(
+            r.cause().contains("resolving tag") && r.cause().contains(":nope"),
+            "{}",
+            r.cause()
+        );
         assert!(!r.all().contains(&k.password));
     }
-    // A digest that does not exist.
-    let missing = format!("{host}/team/unsigned@sha256:{}", "0".repeat(64));
+    // A digest that does not exist: exit 3 for verify and for sign, and sign
+    // writes nothing (the existence check comes before any push).
+    let zero = format!("sha256:{}", "0".repeat(64));
+    let missing = format!("{host}/team/unsigned@{zero}");
     let r = run(cmd(dir.path())
         .args(["verify", &missing, "--insecure-registry", &host])
         .args(["--key", k.pub_path.to_str().unwrap()]));
     assert_code(&r, 3);
+    assert!(r.cause().contains("not found"), "{}", r.cause());
+    let r = run(cmd(dir.path())
+        .args(["sign", &missing, "--insecure-registry", &host])
+        .args(["--key", k.key_path.to_str().unwrap()])
+        .env("COSIGN_PASSWORD", &k.password));
+    assert_code(&r, 3);
+    assert!(r.cause().contains("not found"), "{}", r.cause());
+    assert!(!r.all().contains(&k.password));
+    assert!(sig_layers(&host, "team/unsigned", &zero, None).is_none());
 
     // Nobody listens: exit 3 after bounded retries.
     let port = harness::registry::free_port();
@@ -232,6 +248,29 @@ fn key_and_input_errors_are_exit_2_without_secrets() {
         r.cause()
     );
     assert!(!r.all().contains("a-wrong-password") && !r.all().contains("the-right-password"));
+
+    // Unreadable key file; a file that is no key at all.
+    let missing = dir.path().join("nowhere/cosign.key");
+    let r = run(cmd(dir.path()).args(["sign", img, "--key"]).arg(&missing));
+    assert_code(&r, 2);
+    assert!(
+        r.cause().contains("cannot read key file") && r.cause().contains("nowhere/cosign.key"),
+        "{}",
+        r.cause()
+    );
+    let junk = dir.path().join("junk.key");
+    std::fs::write(&junk, "just some text, secret-ish-content-42\n").unwrap();
+    let r = run(cmd(dir.path())
+        .args(["sign", img, "--key"])
+        .arg(&junk)
+        .env("COSIGN_PASSWORD", "pw-junk-77"));
+    assert_code(&r, 2);
+    assert!(r.cause().contains("junk.key"), "{}", r.cause());
+    assert!(
+        !r.all().contains("secret-ish-content-42") && !r.all().contains("pw-junk-77"),
+        "{}",
+        r.all()
+    );
 
     // Key variable unset; a public key where a private one is needed; garbage; bad reference.
     let r = run(cmd(dir.path()).args(["sign", img]));
@@ -670,43 +709,83 @@ fn request_counts_for_signing_an_already_pushed_digest() {
     use harness::registry::{Gateway, GatewayOptions};
     let reg = TestRegistry::start();
     let img = push_image(&reg, "team/count", "1", &small_spec(9), None);
+    let img2 = push_image(&reg, "team/count", "2", &small_spec(10), None);
+    assert_ne!(img.digest, img2.digest);
     // The gateway counts every request it forwards (Location headers are rewritten to it).
     let gw = Gateway::start(&reg.host(), GatewayOptions::default());
     let host = gw.host();
     let dir = tempfile::tempdir().unwrap();
     let k = keys(dir.path(), "k", "pw-count");
-    let sign = || {
+    let sign = |digest: &str| {
         run(cmd(dir.path())
             .args([
                 "sign",
-                &format!("{host}/team/count@{}", img.digest),
+                &format!("{host}/team/count@{digest}"),
                 "--insecure-registry",
                 &host,
             ])
             .args(["--key", k.key_path.to_str().unwrap()])
             .env("COSIGN_PASSWORD", &k.password))
     };
-    assert_code(&sign(), 0);
+    let calls = |log: &[harness::registry::Logged]| -> Vec<String> {
+        log.iter()
+            .map(|l| format!("{} {}", l.method, l.status))
+            .collect()
+    };
+    // The very first signature in the repository: the shared `{}` config is
+    // not there yet, so the mount POST opens an upload (202) and it is PUT.
+    assert_code(&sign(&img.digest), 0);
     let first = gw.requests();
-    // HEAD image, GET .sig, POST+PUT payload, POST+PUT config, PUT manifest (see RESULTS.md).
-    assert!(
-        first.len() <= 7,
-        "first signature took {} requests: {first:?}",
-        first.len()
+    assert_eq!(
+        calls(&first),
+        [
+            "HEAD 200", // the image exists
+            "GET 404",  // no .sig manifest yet
+            "POST 202", // payload upload
+            "PUT 201", "POST 202", // config: mount from the repository itself, declined
+            "PUT 201", "PUT 201", // manifest
+        ],
+        "{first:?}"
     );
+    assert!(first[4].path.contains("mount=sha256:44136fa"), "{first:?}");
+
+    // A new digest in a repository that already holds a signature: the
+    // config mount is answered 201 Created → 6 requests (the target).
     gw.reset_counters();
-    let r = sign();
+    assert_code(&sign(&img2.digest), 0);
+    let second = gw.requests();
+    assert_eq!(
+        calls(&second),
+        [
+            "HEAD 200", "GET 404", "POST 202", "PUT 201", "POST 201", "PUT 201"
+        ],
+        "{second:?}"
+    );
+
+    // Re-signing with the same key: 2 requests, nothing written.
+    gw.reset_counters();
+    let r = sign(&img.digest);
     assert_code(&r, 0);
     let again = gw.requests();
-    assert!(
-        again.len() <= 2,
-        "re-signing took {} requests: {again:?}",
-        again.len()
-    );
-    assert!(
-        again
-            .iter()
-            .all(|l| l.method == "HEAD" || l.method == "GET"),
-        "re-signing writes nothing: {again:?}"
-    );
+    assert_eq!(calls(&again), ["HEAD 200", "GET 200"], "{again:?}");
+
+    // Both signatures verify, and their .sig manifests carry the `{}` config.
+    for d in [&img.digest, &img2.digest] {
+        let r = run(cmd(dir.path()).args([
+            "verify",
+            &format!("{host}/team/count@{d}"),
+            "--insecure-registry",
+            &host,
+            "--key",
+            k.pub_path.to_str().unwrap(),
+        ]));
+        assert_code(&r, 0);
+        let tag = d.replace(':', "-") + ".sig";
+        let raw = harness::registry::skopeo_raw(&format!("{}/team/count:{tag}", reg.host()), None);
+        let m: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(
+            m["config"]["digest"],
+            "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        );
+    }
 }
