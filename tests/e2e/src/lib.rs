@@ -2,3 +2,4 @@
 //! whole delivery flow for them and for the demo (`src/bin/demo.rs`).
 
 pub mod flow;
+pub mod kustomize;

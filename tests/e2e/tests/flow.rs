@@ -203,6 +203,36 @@ fn the_sensor_app_pipeline_ships_the_built_digest_signed_to_the_cluster_argocd_s
         *commit
     );
 
+    // On the device, the PreSync hook rendered from that commit verifies exactly that image@digest.
+    let hook = r.hook.as_ref().expect("the hook ran");
+    eprintln!(
+        "device hook ran {}",
+        if e2e::flow::arm64_sign_image().is_some() {
+            "the linux/arm64 sign-image under qemu-aarch64-static"
+        } else {
+            "the host's sign-image (no arm64 build found)"
+        }
+    );
+    assert_eq!(
+        hook.code, 0,
+        "hook: sign-image {}\n{}",
+        hook.argv, hook.output
+    );
+    assert!(
+        hook.argv.starts_with(&format!(
+            "verify {}:{short}@{digest} --key ",
+            flow.hub_image()
+        )),
+        "{}",
+        hook.argv
+    );
+    for secret in flow.secrets.all() {
+        assert!(
+            !hook.output.contains(&secret),
+            "a secret in the hook's output"
+        );
+    }
+
     // Argo CD was asked to sync exactly that commit, and the app is Synced and Healthy on it.
     assert_eq!(r.synced_revisions, vec![commit.clone()]);
     assert_eq!(

@@ -100,6 +100,18 @@ fn main() {
         }
         None => println!("bump    no new commit in the config repo"),
     }
+    if let Some(h) = &r.hook {
+        println!(
+            "device  PreSync hook of {APP_PATH} at that commit: sign-image {} -> exit {} ({})",
+            h.argv,
+            h.code,
+            if e2e::flow::arm64_sign_image().is_some() {
+                "linux/arm64 binary under qemu"
+            } else {
+                "host binary"
+            }
+        );
+    }
     println!(
         "deploy  Argo CD app {APP}: {} / {} at revision {} (sync requested for {:?})",
         r.app_sync, r.app_health, r.app_revision, r.synced_revisions
@@ -115,7 +127,8 @@ fn main() {
         && r.hub_manifest == r.staging_manifest
         && r.new_commits.len() == 1
         && r.app_revision == r.new_commits[0]
-        && r.app_health == "Healthy";
+        && r.app_health == "Healthy"
+        && r.hook.as_ref().is_some_and(|h| h.code == 0);
     println!(
         "== {}",
         if ok {
