@@ -48,6 +48,17 @@ pub const JOBS: [&str; 5] = [
     "notify-argocd",
 ];
 
+/// The jobs of the whole flow (`gitops-iot.yml`), in pipeline order: one
+/// template each, build-image first (buildah; no binary of ours).
+pub const PIPELINE_JOBS: [&str; 6] = [
+    "build-image",
+    "scan-image",
+    "promote-image",
+    "sign-image",
+    "bump-manifest",
+    "notify-argocd",
+];
+
 /// The Argo CD application the example deploys (its `argocd-app` input).
 pub const APP: &str = "sensor-app-pi-lab";
 /// Where that application's overlay lives in the config repo.

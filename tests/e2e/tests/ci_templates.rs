@@ -8,14 +8,8 @@ mod common;
 use common::{Project, names, template_files, yaml_documents};
 use harness::schemas::{GITLAB_CI, assert_valid, violations};
 
-const JOB_TEMPLATES: [&str; 6] = [
-    "build-image",
-    "scan-image",
-    "promote-image",
-    "sign-image",
-    "bump-manifest",
-    "notify-argocd",
-];
+/// One template per job of the flow.
+use e2e::flow::PIPELINE_JOBS as JOB_TEMPLATES;
 
 const FLOW: &str = "\
 include:

@@ -1177,17 +1177,20 @@ fn the_rendered_hook_runs_the_real_sign_image_and_refuses_unsigned_digests() {
     let image = check_overlay(&lab).unwrap_or_else(|p| panic!("{}", p.join("\n")));
     assert_eq!(image, format!("{repo}:2.0.0@{}", signed.digest));
 
+    let hook = || {
+        run_rendered_hook(
+            &lab,
+            None,
+            &sign_image,
+            &[("INSECURE_REGISTRY", &reg.host())],
+        )
+    };
     // Not signed yet: the hook fails, so Argo CD would apply nothing.
     let HookRun {
         code,
         argv,
         output: out,
-    } = run_rendered_hook(
-        &lab,
-        None,
-        &sign_image,
-        &[("INSECURE_REGISTRY", &reg.host())],
-    );
+    } = hook();
     assert_eq!(code, 1, "sign-image {argv}\n{out}");
     assert!(
         argv.starts_with(&format!("verify {image} --key ")),
@@ -1214,12 +1217,7 @@ fn the_rendered_hook_runs_the_real_sign_image_and_refuses_unsigned_digests() {
         code,
         argv,
         output: out,
-    } = run_rendered_hook(
-        &lab,
-        None,
-        &sign_image,
-        &[("INSECURE_REGISTRY", &reg.host())],
-    );
+    } = hook();
     assert_eq!(code, 0, "sign-image {argv}\n{out}");
     assert!(out.contains(&signed.digest), "{out}");
     assert!(!out.contains("test-password"), "{out}");
@@ -1232,12 +1230,7 @@ fn the_rendered_hook_runs_the_real_sign_image_and_refuses_unsigned_digests() {
         code,
         argv,
         output: out,
-    } = run_rendered_hook(
-        &lab,
-        None,
-        &sign_image,
-        &[("INSECURE_REGISTRY", &reg.host())],
-    );
+    } = hook();
     assert_eq!(code, 1, "sign-image {argv}\n{out}");
     assert!(argv.contains(&unsigned.digest), "{argv}");
 }

@@ -8,13 +8,7 @@ mod common;
 
 use common::root;
 
-const JOBS: [&str; 5] = [
-    "scan-image",
-    "promote-image",
-    "sign-image",
-    "bump-manifest",
-    "notify-argocd",
-];
+use e2e::flow::JOBS;
 
 /// Instructions with line continuations joined.
 fn instructions(text: &str) -> Vec<String> {

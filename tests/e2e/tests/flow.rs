@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use e2e::flow::{APP, APP_PATH, Flow, dotenv_value};
+use e2e::flow::{APP, APP_PATH, Flow, PIPELINE_JOBS, dotenv_value};
 use sha2_free::sha256_hex;
 
 /// The digest of bytes, via `sha256sum` (no hashing crate needed here).
@@ -49,14 +49,7 @@ fn the_sensor_app_pipeline_ships_the_built_digest_signed_to_the_cluster_argocd_s
     let flow = Flow::start(work.path()).unwrap_or_else(|e| panic!("{e}"));
     let run = flow.run_pipeline(false);
     assert!(run.ok, "the pipeline failed:\n{}", run.output);
-    for job in [
-        "build-image",
-        "scan-image",
-        "promote-image",
-        "sign-image",
-        "bump-manifest",
-        "notify-argocd",
-    ] {
+    for job in PIPELINE_JOBS {
         assert!(
             run.output.contains(&format!(" PASS  {job}")),
             "{job} did not pass:\n{}",

@@ -7,13 +7,7 @@ mod common;
 use common::{Project, names, root, yaml_documents};
 use harness::schemas::{GITLAB_CI, assert_valid};
 
-const JOBS: [&str; 5] = [
-    "scan-image",
-    "promote-image",
-    "sign-image",
-    "bump-manifest",
-    "notify-argocd",
-];
+use e2e::flow::JOBS;
 
 fn project_pipeline() -> String {
     std::fs::read_to_string(root().join(".gitlab-ci.yml")).expect("reading .gitlab-ci.yml")
