@@ -455,3 +455,42 @@ fn cosign_cli_signature_vector() {
         digest.to_string()
     );
 }
+
+/// A signature the cosign CLI (Go) made with a key, as published in
+/// sigstore-rs 0.15's own tests (`cosign/signature_layers.rs`,
+/// `build_correct_signature_layer_without_bundle`, Apache-2.0): cosign's
+/// payload for `registry-testing.svc.lan/busybox@sha256:f3cf…` with no
+/// annotations, its base64 DER ECDSA signature and the public key. Our
+/// payload writer must produce the very bytes cosign signed (Go's field order,
+/// `"optional":null`), and our verifier must accept cosign's signature over them.
+#[test]
+fn a_signature_made_by_the_cosign_cli_verifies_and_our_payload_is_byte_identical() {
+    const COSIGN_PUBLIC_KEY: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAENptdY/l3nB0yqkXLBWkZWQwo6+cu
+OSWS1X9vPavpiQOoTTGC0xX57OojUadxF1cdQmrsiReWg2Wn4FneJfa8xw==
+-----END PUBLIC KEY-----
+";
+    const COSIGN_SIGNATURE: &str = "MEUCIQD6q/COgzOyW0YH1Dk+CCYSt4uAhm3FDHUwvPI55zwnlwIgE0ZK58ZOWpZw8YVmBapJhBqCfdPekIknimuO0xH8Jh8=";
+    let image = kit::reference::ImageRef::parse("registry-testing.svc.lan/busybox").unwrap();
+    let digest: kit::reference::Digest =
+        "sha256:f3cfc9d0dbf931d3db4685ec659b7ac68e2a578219da4aae65427886e649b06b"
+            .parse()
+            .unwrap();
+    let ours = SimpleSigning::new(&image, &digest, &Default::default()).to_bytes();
+    assert_eq!(
+        String::from_utf8(ours.clone()).unwrap(),
+        r#"{"critical":{"identity":{"docker-reference":"registry-testing.svc.lan/busybox"},"image":{"docker-manifest-digest":"sha256:f3cfc9d0dbf931d3db4685ec659b7ac68e2a578219da4aae65427886e649b06b"},"type":"cosign container image signature"},"optional":null}"#
+    );
+    let key = PublicKey::from_pem(COSIGN_PUBLIC_KEY.as_bytes(), "cosign fixture").unwrap();
+    assert!(
+        key.verify_base64(&ours, COSIGN_SIGNATURE),
+        "cosign's signature does not verify over our payload bytes"
+    );
+    // One byte off (another digest) and it must not verify.
+    let other: kit::reference::Digest =
+        "sha256:f3cfc9d0dbf931d3db4685ec659b7ac68e2a578219da4aae65427886e649b06c"
+            .parse()
+            .unwrap();
+    let tampered = SimpleSigning::new(&image, &other, &Default::default()).to_bytes();
+    assert!(!key.verify_base64(&tampered, COSIGN_SIGNATURE));
+}
