@@ -25,10 +25,23 @@ pub struct Author {
     pub email: String,
 }
 
+/// How git reaches an http(s) remote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    /// git's own `git-remote-http(s)` (libcurl).
+    #[default]
+    Git,
+    /// bump-manifest's built-in remote helper (rustls): git core suffices.
+    Builtin,
+}
+
 pub struct Git {
     pub dir: PathBuf,
     envs: Vec<(String, String)>,
     redactor: Redactor,
+    /// With the built-in transport: the dir holding the
+    /// `git-remote-secdeliv` symlink, on git's PATH while `Git` lives.
+    helper_dir: Option<tempfile::TempDir>,
 }
 
 /// The result of a push.
@@ -44,6 +57,24 @@ impl Git {
     /// and port (`http.<url>.extraHeader`), so a redirect elsewhere never
     /// receives it.
     pub fn new(dir: &Path, url: &str, auth: Option<&Auth>, author: &Author) -> Git {
+        Self::with_transport(dir, url, auth, author, Transport::Git)
+            .expect("the git transport needs no setup")
+    }
+
+    /// Like [`Git::new`]; with [`Transport::Builtin`] and an http(s) `url`,
+    /// git reaches the remote through bump-manifest's own remote helper
+    /// (see [`crate::remote_helper`]): a temp dir on git's PATH holds a
+    /// symlink `git-remote-secdeliv` to this binary, the auth header goes
+    /// to the helper in [`crate::remote_helper::AUTH_ENV`], and git speaks
+    /// protocol v2 for fetches.
+    pub fn with_transport(
+        dir: &Path,
+        url: &str,
+        auth: Option<&Auth>,
+        author: &Author,
+        transport: Transport,
+    ) -> JobResult<Git> {
+        let builtin = transport == Transport::Builtin && is_http(url);
         let mut envs = vec![
             ("GIT_TERMINAL_PROMPT".to_string(), "0".to_string()),
             ("LC_ALL".to_string(), "C".to_string()),
@@ -76,17 +107,55 @@ impl Git {
                 }
                 _ => "http.extraHeader".to_string(),
             };
-            config.push((key, format!("Authorization: Basic {basic}")));
+            if builtin {
+                envs.push((
+                    crate::remote_helper::AUTH_ENV.to_string(),
+                    format!("Basic {basic}"),
+                ));
+            } else {
+                config.push((key, format!("Authorization: Basic {basic}")));
+            }
+        }
+        let mut helper_dir = None;
+        if builtin {
+            config.push(("protocol.version".into(), "2".into()));
+            let tmp = tempfile::Builder::new()
+                .prefix("bump-manifest-helper-")
+                .tempdir()
+                .map_err(|e| JobError::usage(format!("cannot create a temp dir: {e}")))?;
+            let exe = std::env::current_exe().map_err(|e| {
+                JobError::usage(format!("cannot find bump-manifest's own binary: {e}"))
+            })?;
+            std::os::unix::fs::symlink(&exe, tmp.path().join(crate::remote_helper::HELPER_NAME))
+                .map_err(|e| JobError::usage(format!("cannot link the git remote helper: {e}")))?;
+            let mut path = std::ffi::OsString::from(tmp.path());
+            if let Some(p) = std::env::var_os("PATH") {
+                path.push(":");
+                path.push(p);
+            }
+            envs.push(("PATH".into(), path.to_string_lossy().into_owned()));
+            helper_dir = Some(tmp);
         }
         envs.push(("GIT_CONFIG_COUNT".into(), config.len().to_string()));
         for (i, (k, v)) in config.into_iter().enumerate() {
             envs.push((format!("GIT_CONFIG_KEY_{i}"), k));
             envs.push((format!("GIT_CONFIG_VALUE_{i}"), v));
         }
-        Git {
+        Ok(Git {
             dir: dir.to_path_buf(),
             envs,
             redactor,
+            helper_dir,
+        })
+    }
+
+    /// The URL to hand git: `secdeliv::<url>` when the built-in transport
+    /// is on and the URL is http(s).
+    pub fn remote_url(&self, url: &str) -> String {
+        if self.helper_dir.is_some() && is_http(url) {
+            format!("{}{url}", crate::remote_helper::URL_PREFIX)
+        } else {
+            url.to_string()
         }
     }
 
@@ -193,7 +262,10 @@ impl Git {
             None,
         )?;
         if !ok {
-            let shown = redact_url_credentials(url);
+            let shown = redact_url_credentials(
+                url.strip_prefix(crate::remote_helper::URL_PREFIX)
+                    .unwrap_or(url),
+            );
             let hint = if err.contains("not found in upstream") || err.contains("Remote branch") {
                 " (does the branch exist?)"
             } else if err.contains("Authentication failed")
@@ -425,6 +497,14 @@ pub fn last_line(s: &str) -> String {
         .map(str::trim)
         .filter(|l| !l.is_empty() && *l != "Done")
         .collect();
+    // The built-in remote helper's cause beats git's generic follow-up.
+    if let Some(l) = lines
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix(crate::remote_helper::ERROR_PREFIX))
+    {
+        return l.to_string();
+    }
     let fatal = lines
         .iter()
         .rev()
@@ -432,6 +512,11 @@ pub fn last_line(s: &str) -> String {
     fatal
         .or(lines.last())
         .map_or_else(|| "no output".to_string(), |l| l.to_string())
+}
+
+fn is_http(url: &str) -> bool {
+    let l = url.to_ascii_lowercase();
+    l.starts_with("http://") || l.starts_with("https://")
 }
 
 /// A local path becomes a `file://` URL (shallow clones need it).
@@ -493,5 +578,9 @@ mod tests {
         assert_eq!(clone_url("/srv/repo.git"), "file:///srv/repo.git");
         assert_eq!(clone_url("https://h/x.git"), "https://h/x.git");
         assert_eq!(last_line("a\nfatal: boom\n\n"), "fatal: boom");
+        assert_eq!(
+            last_line("fatal: git-remote-secdeliv: HTTP 401\nfatal: Could not read\n"),
+            "HTTP 401"
+        );
     }
 }

@@ -9,6 +9,7 @@ pub mod git;
 pub mod gitlab;
 pub mod plan;
 pub mod push;
+pub mod remote_helper;
 pub mod rules;
 pub mod state;
 pub mod yaml;
@@ -148,6 +149,18 @@ pub struct Options {
     /// Base delay between attempts, milliseconds (grows, with jitter, to 10x).
     #[arg(long, env = "BUMP_RETRY_DELAY_MS", default_value_t = 200)]
     pub retry_delay_ms: u64,
+    /// How git reaches an http(s) config repo in push mode: `git` uses
+    /// git's own git-remote-https (libcurl + OpenSSL in the image);
+    /// `builtin` uses bump-manifest's own remote helper (rustls, the same
+    /// CA bundles and token as the rest of the job), so git core suffices.
+    /// Local paths, file:// and git:// always use git's own transport.
+    #[arg(
+        long,
+        env = "BUMP_MANIFEST_GIT_TRANSPORT",
+        value_enum,
+        default_value = "git"
+    )]
+    pub git_transport: git::Transport,
     /// Largest YAML file read, bytes.
     #[arg(long, env = "BUMP_MAX_FILE_SIZE", default_value_t = 4 * 1024 * 1024)]
     pub max_file_size: u64,

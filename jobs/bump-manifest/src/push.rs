@@ -44,7 +44,7 @@ pub fn run(opts: &Options, target: &Target) -> JobResult<()> {
     let auth = opts.auth();
     let author = opts.author();
     let url = git::clone_url(&opts.repo);
-    let g = Git::new(&dir, &url, auth.as_ref(), &author);
+    let g = Git::with_transport(&dir, &url, auth.as_ref(), &author, opts.git_transport)?;
     let shown = redact_url_credentials(&opts.repo);
     let branch_ref = format!("refs/heads/{}", opts.branch);
     {
@@ -53,7 +53,7 @@ pub fn run(opts: &Options, target: &Target) -> JobResult<()> {
             &format!("Cloning {shown} ({})", opts.branch),
             true,
         );
-        g.clone(&url, &opts.branch)?;
+        g.clone(&g.remote_url(&url), &opts.branch)?;
     }
     for attempt in 1..=opts.max_attempts {
         if attempt > 1 {

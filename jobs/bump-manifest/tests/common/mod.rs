@@ -75,3 +75,64 @@ pub fn read_tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     walk(dir, dir, &mut out);
     out
 }
+
+/// A copy of git's exec path (symlinks) in which the libcurl helpers
+/// (`git-remote-http(s)`, `-ftp(s)`) are scripts that record their use in
+/// `curl-helper-used` and fail: git run with `GIT_EXEC_PATH` set to it
+/// cannot reach an http(s) remote on its own.
+pub fn make_no_curl_exec_path(dir: &Path) {
+    let real = String::from_utf8(
+        Command::new("git")
+            .arg("--exec-path")
+            .output()
+            .expect("git --exec-path")
+            .stdout,
+    )
+    .unwrap();
+    let real = PathBuf::from(real.trim());
+    let curl = [
+        "git-remote-http",
+        "git-remote-https",
+        "git-remote-ftp",
+        "git-remote-ftps",
+    ];
+    for e in std::fs::read_dir(&real).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name();
+        if curl.iter().any(|c| name == *c) {
+            continue;
+        }
+        std::os::unix::fs::symlink(e.path(), dir.join(&name)).unwrap();
+    }
+    let mark = dir.join("curl-helper-used");
+    for c in curl {
+        let p = dir.join(c);
+        std::fs::write(
+            &p,
+            format!(
+                "#!/bin/sh\necho \"$0 $*\" >> '{}'\necho 'fatal: {c} must not run' >&2\nexit 1\n",
+                mark.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+/// One no-curl exec path shared by a test binary, under Cargo's directory
+/// for integration-test scratch files (built once, then renamed into place).
+pub fn shared_no_curl_exec_path() -> PathBuf {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let dir = root.join("no-curl-exec-path");
+    if !dir.join("git-remote-https").exists() {
+        let _ = std::fs::create_dir_all(root);
+        let tmp = tempfile::tempdir_in(root).unwrap();
+        make_no_curl_exec_path(tmp.path());
+        let built = tmp.keep();
+        if std::fs::rename(&built, &dir).is_err() {
+            let _ = std::fs::remove_dir_all(&built);
+        }
+    }
+    dir
+}
