@@ -55,6 +55,11 @@ pub fn run(opts: &Options, target: &Target) -> JobResult<()> {
         );
         g.clone(&g.remote_url(&url), &opts.branch)?;
     }
+    if g.remote_url(&url).starts_with("secdeliv::") {
+        info(
+            "git transport: built-in (git-remote-secdeliv over rustls); git's own HTTP helpers are not used",
+        );
+    }
     for attempt in 1..=opts.max_attempts {
         if attempt > 1 {
             g.refresh(&opts.branch)?;

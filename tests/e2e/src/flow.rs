@@ -444,6 +444,8 @@ impl Flow {
             "CONFIG_REPO_TOKEN": secrets.config_repo_token,
             "ARGOCD_SERVER": argo.url(),
             "ARGOCD_AUTH_TOKEN": secrets.argocd_token,
+            // As the bump-manifest job image sets it: git core does no HTTP, the job does.
+            "BUMP_MANIFEST_GIT_TRANSPORT": "builtin",
             // Both registries here speak plain HTTP on 127.0.0.1.
             "INSECURE_REGISTRY": format!("{},{}", staging.host(), hub.host()),
             // No trivy database here: the recorded report of the sensor-app image.

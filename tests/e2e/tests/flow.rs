@@ -162,6 +162,13 @@ fn the_sensor_app_pipeline_ships_the_built_digest_signed_to_the_cluster_argocd_s
         "application/vnd.dev.cosign.simplesigning.v1+json"
     );
 
+    // bump-manifest reached the config repo the way its job image does: git core, HTTP in the job.
+    assert!(
+        run.output.contains("git transport: built-in"),
+        "bump-manifest did not use its built-in transport:\n{}",
+        run.output
+    );
+
     // The config repo gained exactly one commit, pinning tag@digest, and only under the app's paths.
     assert_eq!(r.new_commits.len(), 1, "{:?}", r.new_commits);
     let commit = &r.new_commits[0];
