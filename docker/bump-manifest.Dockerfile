@@ -44,6 +44,11 @@ FROM ${BINARIES} AS bin
 # platform with apk --arch (no emulation); scripts are not run.
 FROM --platform=$BUILDPLATFORM ${HELPER_IMAGE} AS rootfs
 ARG TARGETARCH
+# git's own HTTP helpers are deleted below: bump-manifest speaks git's smart
+# HTTP itself (BUMP_MANIFEST_GIT_TRANSPORT=builtin, rustls), so git core is
+# enough, and prune-libs.sh drops what only they needed (libcurl, OpenSSL,
+# nghttp2, idn2, ...): no OpenSSL in the image.
+COPY docker/prune-libs.sh /prune-libs.sh
 RUN case "${TARGETARCH}" in amd64) arch=x86_64 ;; arm64) arch=aarch64 ;; *) echo "unsupported TARGETARCH ${TARGETARCH}" >&2; exit 1 ;; esac \
  && apk add --no-cache alpine-keys \
  && mkdir -p /rootfs/etc/apk/keys \
@@ -54,6 +59,9 @@ RUN case "${TARGETARCH}" in amd64) arch=x86_64 ;; arm64) arch=aarch64 ;; *) echo
  && for a in sh cat sed printf echo mkdir rm ls env test; do ln -sf busybox "/rootfs/bin/$a"; done \
  && cd /rootfs/usr/libexec/git-core \
  && rm -f git-daemon git-shell git-imap-send git-http-backend git-http-push git-http-fetch scalar \
+        git-remote-http git-remote-https git-remote-ftp git-remote-ftps \
+ && apk add --no-cache pax-utils \
+ && sh /prune-libs.sh /rootfs \
  && rm -rf /rootfs/usr/share/git-core/templates/hooks /rootfs/usr/share/man /rootfs/usr/share/doc \
         /rootfs/var/cache/apk /rootfs/lib/apk /rootfs/etc/apk \
  && mkdir -p /rootfs/tmp /rootfs/home/nonroot \
@@ -67,7 +75,8 @@ COPY --from=rootfs /rootfs/ /
 COPY --from=bin /out/bump-manifest /usr/local/bin/bump-manifest
 ENV PATH=/usr/local/bin:/usr/bin:/bin \
     HOME=/home/nonroot \
-    GIT_TERMINAL_PROMPT=0
+    GIT_TERMINAL_PROMPT=0 \
+    BUMP_MANIFEST_GIT_TRANSPORT=builtin
 USER 65532:65532
 WORKDIR /home/nonroot
 ARG VERSION=0.0.0-dev

@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 
 # docker-registry: real OCI registry; apache2-utils: htpasswd; skopeo/buildah:
 # images; qemu-user-static: arm64 binaries; git: config repos; jq: bench peer;
-# rsync + npm: gitlab-ci-local; openssl (the command): test certificates.
-pkgs=(git curl jq rsync openssl python3 docker-registry apache2-utils skopeo buildah qemu-user-static time)
+# rsync + npm: gitlab-ci-local; openssl (the command): test certificates;
+# pax-utils: scanelf for docker/prune-libs.sh.
+pkgs=(git curl jq rsync openssl python3 docker-registry apache2-utils skopeo buildah qemu-user-static time pax-utils)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 command -v npm >/dev/null || missing+=(nodejs npm)

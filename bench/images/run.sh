@@ -77,7 +77,9 @@ EOF
 HELPER=localhost/secdeliv-bench/helper:offline
 "${B[@]}" build --isolation chroot --pull=never -q -t "$HELPER" "$h" >/dev/null
 
-# --- the context: just the prebuilt binaries, in cargo's layout ------------------
+# --- the context: the prebuilt binaries in cargo's layout, and docker/'s scripts ---
+mkdir -p "$WORK/ctx/docker"
+cp "$ROOT"/docker/*.sh "$WORK/ctx/docker/"
 for t in "${TRIPLES[@]}"; do
   mkdir -p "$WORK/ctx/bin/$t/release"
   for j in "${JOBS[@]}"; do

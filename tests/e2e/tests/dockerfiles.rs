@@ -146,6 +146,16 @@ fn every_job_image_has_both_build_paths_a_non_root_user_and_oci_labels() {
                     has("ca-certificates-bundle"),
                     "bump-manifest: CA certificates"
                 );
+                // No libcurl/OpenSSL: git's HTTP helpers go, the job's own transport is on.
+                assert!(
+                    has("git-remote-http git-remote-https") && has("prune-libs.sh /rootfs"),
+                    "bump-manifest: git's HTTP helpers removed and their libraries pruned"
+                );
+                assert!(
+                    fin.iter().any(|i| i.starts_with("ENV ")
+                        && i.contains("BUMP_MANIFEST_GIT_TRANSPORT=builtin")),
+                    "bump-manifest: the built-in git transport is the image's default"
+                );
             }
             _ => {
                 assert!(
@@ -172,4 +182,105 @@ fn the_sensor_app_image_is_from_scratch_and_cross_compiles() {
             .any(|i| i.starts_with("FROM --platform=$BUILDPLATFORM ") && i.ends_with(" AS build"))
     );
     assert!(ins[last_from..].iter().any(|i| i == "USER 65532:65532"));
+}
+
+/// docker/prune-libs.sh on a real root file system: Debian's git and
+/// git-remote-http with every library they load (ldd). With the helper there
+/// nothing goes; without it, libcurl and its TLS stack go while git keeps
+/// what it needs and still runs (chroot). Needs scanelf (pax-utils) and root.
+#[test]
+fn prune_libs_drops_what_only_git_remote_http_needed_and_git_still_runs() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let copy = |from: &str| {
+        let to = r.join(from.trim_start_matches('/'));
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(from, &to).unwrap_or_else(|e| panic!("{from}: {e}"));
+    };
+    let helper = "/usr/lib/git-core/git-remote-http";
+    for bin in ["/usr/bin/git", helper] {
+        copy(bin);
+        let ldd = std::process::Command::new("ldd").arg(bin).output().unwrap();
+        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+            let path = match line.split_once("=>") {
+                Some((_, rest)) => rest.split_whitespace().next(),
+                None => line.split_whitespace().next(),
+            };
+            if let Some(p) = path.filter(|p| p.starts_with('/')) {
+                copy(p);
+            }
+        }
+    }
+    let libs = |r: &std::path::Path| -> Vec<String> {
+        let out = std::process::Command::new("find")
+            .arg(r)
+            .args(["-name", "*.so*"])
+            .output()
+            .unwrap();
+        let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.rsplit('/').next().map(String::from))
+            .collect();
+        v.sort();
+        v
+    };
+    let prune = |r: &std::path::Path| {
+        let out = std::process::Command::new("sh")
+            .arg(common::root().join("docker/prune-libs.sh"))
+            .arg(r)
+            .output()
+            .expect("sh");
+        assert!(
+            out.status.success(),
+            "prune-libs.sh failed (is scanelf from pax-utils installed?): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let before = libs(r);
+    assert!(
+        before.iter().any(|l| l.starts_with("libcurl")),
+        "{before:?}"
+    );
+    prune(r);
+    assert_eq!(
+        libs(r),
+        before,
+        "nothing goes while git-remote-http is there"
+    );
+
+    std::fs::remove_file(r.join(helper.trim_start_matches('/'))).unwrap();
+    prune(r);
+    let after = libs(r);
+    for gone in ["libcurl", "libgnutls", "libnghttp2", "libidn2"] {
+        assert!(
+            !after.iter().any(|l| l.starts_with(gone)),
+            "{gone} should be gone: {after:?}"
+        );
+    }
+    for kept in ["libc.so", "libz.so", "libpcre2-8.so"] {
+        assert!(
+            after.iter().any(|l| l.starts_with(kept)),
+            "{kept} kept: {after:?}"
+        );
+    }
+    assert!(
+        after.len() < before.len() / 2,
+        "{} -> {}",
+        before.len(),
+        after.len()
+    );
+    // git still starts in the pruned root.
+    std::fs::create_dir_all(r.join("dev")).unwrap();
+    std::fs::write(r.join("dev/null"), "").unwrap();
+    let v = std::process::Command::new("chroot")
+        .arg(r)
+        .args(["/usr/bin/git", "--version"])
+        .output()
+        .expect("chroot");
+    assert!(
+        v.status.success() && String::from_utf8_lossy(&v.stdout).starts_with("git version"),
+        "{}{}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
 }
