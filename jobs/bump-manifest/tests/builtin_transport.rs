@@ -381,3 +381,44 @@ fn builtin_transport_simulated_servers_without_v2_or_smart_http_are_refused_clea
     }
     assert_eq!(exec.used(), None);
 }
+
+#[test]
+fn builtin_transport_speaks_https_trusting_the_ci_server_ca_and_refuses_an_unknown_one() {
+    // Real TLS (rustls on both ends) in front of the real git http-backend.
+    let srv = server();
+    let certs = tempfile::tempdir().unwrap();
+    let tls =
+        harness::tls_proxy::TlsProxy::start(&format!("127.0.0.1:{}", srv.port()), certs.path());
+    let url = format!("https://127.0.0.1:{}/config.git", tls.port());
+    let exec = NoCurlExecPath::new();
+
+    // The server's CA is not trusted: exit 3, a one-line cause about the
+    // certificate, nothing pushed, no secret printed.
+    let r = run(bump(&srv, &exec, "1.5.0")
+        .env("CONFIG_REPO_URL", &url)
+        .args(["--new-digest", D1]));
+    assert_eq!(r.code, 3, "{}", r.all());
+    let last = r
+        .stderr
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_lowercase();
+    assert!(last.contains("certificate"), "{}", r.all());
+    r.assert_no_secret();
+    assert_eq!(exec.used(), None, "a libcurl helper ran");
+    assert_eq!(srv.log("config", "main").len(), 1);
+
+    // GitLab's CI_SERVER_TLS_CA_FILE makes it trusted: clone and push over HTTPS.
+    let r = run(bump(&srv, &exec, "1.5.0")
+        .env("CONFIG_REPO_URL", &url)
+        .env("CI_SERVER_TLS_CA_FILE", &tls.ca_file)
+        .args(["--new-digest", D1]));
+    assert_eq!(r.code, 0, "{}", r.all());
+    r.assert_no_secret();
+    assert_eq!(exec.used(), None, "a libcurl helper ran");
+    let log = srv.log("config", "main");
+    assert_eq!(log.len(), 2, "one commit on top of the seed");
+    assert_eq!(r.stdout.trim(), log[0].0);
+}

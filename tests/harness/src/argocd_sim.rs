@@ -269,7 +269,8 @@ pub fn self_signed(dir: &std::path::Path) -> (TlsIdentity, std::path::PathBuf) {
     (id, dir.join("ca.pem"))
 }
 
-fn acceptor(id: &TlsIdentity) -> tokio_rustls::TlsAcceptor {
+/// A rustls acceptor for `id` (also used by [`crate::tls_proxy`]).
+pub fn acceptor(id: &TlsIdentity) -> tokio_rustls::TlsAcceptor {
     use tokio_rustls::rustls::pki_types::pem::PemObject;
     use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&id.cert_pem)

@@ -6,3 +6,4 @@ pub mod git_server;
 pub mod gitlab_sim;
 pub mod registry;
 pub mod schemas;
+pub mod tls_proxy;
