@@ -207,12 +207,7 @@ impl Helper {
         let what = format!("{service} discovery");
         let body = self.rt.block_on(async {
             let resp = send_with_retry(&RetryPolicy::default(), || {
-                let rb = self.with_auth(self.client.get(&url));
-                if v2 {
-                    rb.header("Git-Protocol", "version=2")
-                } else {
-                    rb
-                }
+                with_protocol(self.with_auth(self.client.get(&url)), v2)
             })
             .await
             .map_err(|e| format!("{what} at '{}': {}", self.shown, describe(&e)))?;
@@ -265,11 +260,7 @@ impl Helper {
                     .header(CONTENT_TYPE, format!("application/x-{service}-request"))
                     .header(ACCEPT, format!("application/x-{service}-result"))
                     .body(body.clone());
-                if v2 {
-                    rb.header("Git-Protocol", "version=2")
-                } else {
-                    rb
-                }
+                with_protocol(rb, v2)
             })
             .await
             .map_err(|e| format!("{what} at '{}': {}", self.shown, describe(&e)))?;
@@ -531,6 +522,15 @@ pub fn read_pack(r: &mut impl BufRead, out: &mut Vec<u8>, hash_len: usize) -> st
         }
     }
     take(r, out, hash_len)
+}
+
+/// Asks for git protocol v2 (`Git-Protocol: version=2`) when `v2`.
+fn with_protocol(rb: reqwest::RequestBuilder, v2: bool) -> reqwest::RequestBuilder {
+    if v2 {
+        rb.header("Git-Protocol", "version=2")
+    } else {
+        rb
+    }
 }
 
 #[cfg(test)]
