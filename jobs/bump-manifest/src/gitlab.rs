@@ -17,7 +17,7 @@ use crate::plan::{self, Plan};
 use crate::rules::Target;
 use crate::state::STATE_PATH;
 use crate::{
-    Decision, Mode, Options, decide, finish_without_commit, log_found, log_no_commit, write_dotenv,
+    Commit, Decision, Mode, Options, decide, log_found, log_no_commit, plan_commit, write_dotenv,
 };
 
 /// A small GitLab REST client for one project.
@@ -389,19 +389,15 @@ async fn direct(api: &Api, opts: &Options, target: &Target) -> JobResult<()> {
     for attempt in 1..=opts.max_attempts {
         let head = head_of(api, &opts.branch).await?;
         let (p, state) = api.plan(opts, target, &head).await?;
-        if attempt == 1 {
-            log_found(&p, target, None);
-        }
-        let diff = p.diff();
-        let d = decide(opts, target, p, state.as_deref())?;
-        let Decision::Commit {
+        let Some(Commit {
+            diff,
             files,
             message,
             old,
             new,
-        } = d
+        }) = plan_commit(opts, target, p, state.as_deref(), &head, attempt)?
         else {
-            return finish_without_commit(&d, opts, target, &head);
+            return Ok(());
         };
         if opts.dry_run {
             print!("{diff}");

@@ -412,6 +412,48 @@ pub fn log_no_commit(d: &Decision, opts: &Options, target: &Target) {
 
 /// Ends a run that makes no commit: logs why and, unless it is a dry run,
 /// hands the current head on (stdout and dotenv) as a commit would have.
+/// What one attempt commits, when it commits.
+pub struct Commit {
+    /// The manifests' unified diff (for `--dry-run`).
+    pub diff: String,
+    pub files: Vec<FileChange>,
+    pub message: String,
+    pub old: String,
+    pub new: String,
+}
+
+/// One attempt of the commit-to-the-branch modes (push, gitlab-api) on
+/// `head`: logs the references found on the first attempt, decides, and
+/// ends the run when there is nothing to commit (`None`).
+pub fn plan_commit(
+    opts: &Options,
+    target: &Target,
+    plan: Plan,
+    state_text: Option<&str>,
+    head: &str,
+    attempt: u32,
+) -> JobResult<Option<Commit>> {
+    if attempt == 1 {
+        log_found(&plan, target, None);
+    }
+    let diff = plan.diff();
+    match decide(opts, target, plan, state_text)? {
+        Decision::Commit {
+            files,
+            message,
+            old,
+            new,
+        } => Ok(Some(Commit {
+            diff,
+            files,
+            message,
+            old,
+            new,
+        })),
+        d => finish_without_commit(&d, opts, target, head).map(|()| None),
+    }
+}
+
 pub fn finish_without_commit(
     d: &Decision,
     opts: &Options,

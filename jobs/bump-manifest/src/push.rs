@@ -11,7 +11,7 @@ use kit::{JobError, JobResult};
 use crate::git::{self, Git, Push};
 use crate::rules::Target;
 use crate::state::STATE_PATH;
-use crate::{Decision, Options, decide, finish_without_commit, log_found, plan, write_dotenv};
+use crate::{Commit, Options, plan, plan_commit, write_dotenv};
 
 pub fn run(opts: &Options, target: &Target) -> JobResult<()> {
     // The clone lives in a temp dir removed at the end, or in --workdir
@@ -67,19 +67,15 @@ pub fn run(opts: &Options, target: &Target) -> JobResult<()> {
         let head = g.rev(&branch_ref)?;
         let (p, state_text, entries) =
             plan::plan_tree(&g, &head, &opts.paths, target, opts.max_file_size)?;
-        if attempt == 1 {
-            log_found(&p, target, None);
-        }
-        let diff = p.diff();
-        let decision = decide(opts, target, p, state_text.as_deref())?;
-        let Decision::Commit {
+        let Some(Commit {
+            diff,
             files,
             message,
             old,
             new,
-        } = decision
+        }) = plan_commit(opts, target, p, state_text.as_deref(), &head, attempt)?
         else {
-            return finish_without_commit(&decision, opts, target, &head);
+            return Ok(());
         };
         if opts.dry_run {
             print!("{diff}");
