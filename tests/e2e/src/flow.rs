@@ -754,15 +754,21 @@ impl Flow {
     }
 }
 
+/// Cargo's target dir holding the static musl job binaries
+/// (`<triple>/release/<job>`, as `scripts/build-musl.sh` builds them):
+/// `$SECDELIV_MUSL_DIR`, else `<root>/target`.
+pub fn musl_dir() -> PathBuf {
+    std::env::var_os("SECDELIV_MUSL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
 /// The linux/arm64 static sign-image (`$SECDELIV_MUSL_DIR`, else
 /// `<root>/target`, then `aarch64-unknown-linux-musl/release/sign-image`, as
 /// `scripts/build-musl.sh` builds it) and `qemu-aarch64-static` to run it,
 /// when both are there.
 pub fn arm64_sign_image() -> Option<(PathBuf, PathBuf)> {
-    let dir = std::env::var_os("SECDELIV_MUSL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
-    let bin = dir.join("aarch64-unknown-linux-musl/release/sign-image");
+    let bin = musl_dir().join("aarch64-unknown-linux-musl/release/sign-image");
     let qemu = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
         .map(|d| d.join("qemu-aarch64-static"))
         .find(|p| p.is_file())?;
@@ -842,14 +848,11 @@ pub fn job_timings(output: &str) -> Vec<JobTiming> {
     v
 }
 
-/// Reads a dotenv report into pairs.
+/// Reads a dotenv report into pairs (the kit's parser, the jobs' own format).
 pub fn dotenv(path: &Path) -> Vec<(String, String)> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    kit::dotenv::parse(
+        &std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
 }
 
 /// One value of a dotenv report.

@@ -34,18 +34,15 @@ const EM_AARCH64: u16 = 183;
 const EM_X86_64: u16 = 62;
 const PT_INTERP: u32 = 3;
 
-fn root() -> PathBuf {
-    harness::schemas::workspace_root()
-}
-
 /// `<dir>/<triple>/release/<job>`, where dir is `$SECDELIV_MUSL_DIR` or the
 /// workspace's `target/`; missing means a failed test saying how to build it.
 fn musl_bin(triple: &str, job: &str) -> PathBuf {
-    let (dir, from) = match std::env::var_os("SECDELIV_MUSL_DIR") {
-        Some(d) => (PathBuf::from(d), "$SECDELIV_MUSL_DIR"),
-        None => (root().join("target"), "<workspace>/target"),
+    let from = if std::env::var_os("SECDELIV_MUSL_DIR").is_some() {
+        "$SECDELIV_MUSL_DIR"
+    } else {
+        "<workspace>/target"
     };
-    let path = dir.join(triple).join("release").join(job);
+    let path = e2e::flow::musl_dir().join(triple).join("release").join(job);
     assert!(
         path.is_file(),
         "{} does not exist ({from}/{triple}/release/{job}).\n\

@@ -87,40 +87,10 @@ pub fn yaml_documents(text: &str, what: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// gitlab-ci-local 4.70.0: `$GITLAB_CI_LOCAL`, else `<root>/.tools/node_modules/.bin/`, else PATH.
-/// Missing means a failed test (CI installs it), with the command that installs it.
+/// gitlab-ci-local 4.70.0 (see [`e2e::flow::gitlab_ci_local`]); missing
+/// means a failed test with the command that installs it.
 pub fn gitlab_ci_local() -> PathBuf {
-    if let Some(p) = std::env::var_os("GITLAB_CI_LOCAL").map(PathBuf::from) {
-        assert!(
-            p.is_file(),
-            "GITLAB_CI_LOCAL={} does not exist.\n{}",
-            p.display(),
-            install_hint()
-        );
-        return p;
-    }
-    let local = root().join(".tools/node_modules/.bin/gitlab-ci-local");
-    if local.is_file() {
-        return local;
-    }
-    if let Some(p) = std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|d| d.join("gitlab-ci-local"))
-        .find(|p| p.is_file())
-    {
-        return p;
-    }
-    panic!("gitlab-ci-local is not installed.\n{}", install_hint());
-}
-
-fn install_hint() -> String {
-    format!(
-        "Install it (needs Node 20 and rsync) with:\n  \
-         npm install --prefix {root}/.tools --no-audit --no-fund gitlab-ci-local@4.70.0\n\
-         or point GITLAB_CI_LOCAL at the executable.",
-        root = root().display()
-    )
+    e2e::flow::gitlab_ci_local().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A throwaway Git project for gitlab-ci-local: ci-templates/ copied in, the
