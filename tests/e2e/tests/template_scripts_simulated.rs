@@ -89,41 +89,42 @@ fn run(p: &Project, args: &[&str]) -> Run {
         std::env::var("PATH").unwrap_or_default()
     );
     let mut cmd = std::process::Command::new(common::gitlab_ci_local());
-    cmd.args(args)
-        .args([
-            "--force-shell-executor",
-            "--ignore-predefined-vars",
-            "CI_COMMIT_TAG",
-        ])
-        .args([
-            "--variable",
-            "REGISTRY_USER=ci-bot",
-            "--variable",
-            &format!("REGISTRY_PASSWORD={}", SECRETS[0]),
-        ])
-        .args([
-            "--variable",
-            "DOCKERHUB_USERNAME=acme",
-            "--variable",
-            &format!("DOCKERHUB_TOKEN={}", SECRETS[1]),
-        ])
-        .args(["--variable", "ARGOCD_SERVER=https://argocd.example.com"])
-        .args(["--variable", &format!("ARGOCD_AUTH_TOKEN={}", SECRETS[2])])
-        .args([
-            "--variable",
-            "CONFIG_REPO_URL=https://gitlab.example.com/acme/config.git",
-        ])
-        .args(["--variable", &format!("CONFIG_REPO_TOKEN={}", SECRETS[3])])
-        .arg("--home")
-        .arg(p.path().join(".gitlab-ci-local/home"))
-        .current_dir(p.path())
-        .env("PATH", path)
-        .env("STUB_LOG", &log)
-        .env("BUILD_DIGEST_STUB", BUILD_DIGEST)
-        .env("PROMOTED_DIGEST_STUB", PROMOTED_DIGEST)
-        .env("CONFIG_COMMIT_STUB", CONFIG_COMMIT)
-        .env("NO_COLOR", "1")
-        .env("FORCE_COLOR", "0");
+    cmd.args([
+        "--force-shell-executor",
+        "--ignore-predefined-vars",
+        "CI_COMMIT_TAG",
+    ])
+    .args([
+        "--variable",
+        "REGISTRY_USER=ci-bot",
+        "--variable",
+        &format!("REGISTRY_PASSWORD={}", SECRETS[0]),
+    ])
+    .args([
+        "--variable",
+        "DOCKERHUB_USERNAME=acme",
+        "--variable",
+        &format!("DOCKERHUB_TOKEN={}", SECRETS[1]),
+    ])
+    .args(["--variable", "ARGOCD_SERVER=https://argocd.example.com"])
+    .args(["--variable", &format!("ARGOCD_AUTH_TOKEN={}", SECRETS[2])])
+    .args([
+        "--variable",
+        "CONFIG_REPO_URL=https://gitlab.example.com/acme/config.git",
+    ])
+    .args(["--variable", &format!("CONFIG_REPO_TOKEN={}", SECRETS[3])])
+    // Last, so a test's own --variable overrides the defaults above.
+    .args(args)
+    .arg("--home")
+    .arg(p.path().join(".gitlab-ci-local/home"))
+    .current_dir(p.path())
+    .env("PATH", path)
+    .env("STUB_LOG", &log)
+    .env("BUILD_DIGEST_STUB", BUILD_DIGEST)
+    .env("PROMOTED_DIGEST_STUB", PROMOTED_DIGEST)
+    .env("CONFIG_COMMIT_STUB", CONFIG_COMMIT)
+    .env("NO_COLOR", "1")
+    .env("FORCE_COLOR", "0");
     let out = cmd.output().expect("running gitlab-ci-local");
     let output = format!(
         "{}{}",
@@ -350,4 +351,38 @@ fn jobs_refuse_an_image_without_a_digest_simulated() {
         "{}",
         r.output
     );
+}
+
+#[test]
+fn a_docker_hub_token_without_its_username_is_refused_before_any_binary_runs_simulated() {
+    let p = Project::new("include:\n  - local: /ci-templates/gitops-iot.yml\n");
+    let build = format!("BUILD_IMAGE=registry.example.com/acme/app@{BUILD_DIGEST}");
+    let promoted = format!("PROMOTED_IMAGE=docker.io/acme/app@{PROMOTED_DIGEST}");
+    for (job, var) in [("promote-image", &build), ("sign-image", &promoted)] {
+        let r = run(
+            &p,
+            &[job, "--variable", var, "--variable", "DOCKERHUB_USERNAME="],
+        );
+        assert!(!r.ok, "{job} ran without DOCKERHUB_USERNAME:\n{}", r.output);
+        assert!(
+            r.output.contains(&format!(
+                "{job}: DOCKERHUB_TOKEN is set but DOCKERHUB_USERNAME is not"
+            )),
+            "{job}: no one-line cause:\n{}",
+            r.output
+        );
+        assert!(
+            r.output.contains("FAIL 2"),
+            "{job}: want exit 2:\n{}",
+            r.output
+        );
+        assert!(
+            r.log.iter().all(|l| !l.starts_with(job)),
+            "{job} ran its binary anyway: {:?}",
+            r.log
+        );
+        for secret in SECRETS {
+            assert!(!r.output.contains(secret), "{job}: a secret in the log");
+        }
+    }
 }
