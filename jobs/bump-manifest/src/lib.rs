@@ -513,7 +513,7 @@ pub fn write_dotenv(opts: &Options, pairs: &[(&str, &str)]) -> JobResult<()> {
     for (k, v) in pairs {
         d.set(k, v)?;
     }
-    d.write_merged(path)
+    d.write(path)
 }
 
 /// Runs the job.

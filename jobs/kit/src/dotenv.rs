@@ -3,7 +3,6 @@
 //! of letters, digits and `_`, single-line values; it does not unquote, so
 //! values are written bare.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::fsutil::write_atomic;
@@ -60,28 +59,14 @@ impl Dotenv {
             .collect()
     }
 
-    /// Writes the file, keeping keys another step of the same job already
-    /// wrote there (ours win on conflict).
-    pub fn write_merged(&self, path: &Path) -> JobResult<()> {
-        let mut merged: BTreeMap<String, String> = BTreeMap::new();
-        let mut order: Vec<String> = Vec::new();
-        if let Ok(old) = std::fs::read_to_string(path) {
-            for (k, v) in parse(&old) {
-                if merged.insert(k.clone(), v).is_none() {
-                    order.push(k);
-                }
-            }
-        }
-        for (k, v) in &self.entries {
-            if merged.insert(k.clone(), v.clone()).is_none() {
-                order.push(k.clone());
-            }
-        }
-        let text: String = order
-            .iter()
-            .map(|k| format!("{k}={}\n", merged[k]))
-            .collect();
-        write_atomic(path, text.as_bytes())
+    /// Writes a fresh file with exactly these entries. Whatever is at the
+    /// path is never read: a committed `job.env` (or a symlink to
+    /// `/proc/self/environ`) cannot inject variables into later jobs or turn
+    /// the environment into an artifact. The content goes to a new temp file
+    /// (`O_EXCL`) that is renamed over the path, so a symlink there is
+    /// replaced, not followed.
+    pub fn write(&self, path: &Path) -> JobResult<()> {
+        write_atomic(path, self.render().as_bytes())
     }
 }
 
@@ -113,14 +98,36 @@ mod tests {
     }
 
     #[test]
-    fn merges_with_existing_file() {
+    fn an_existing_file_is_replaced_never_read() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("job.env");
-        std::fs::write(&p, "# earlier step\nKEEP=1\nA=old\n").unwrap();
+        std::fs::write(&p, "INSECURE_REGISTRY=evil.example\nA=old\n").unwrap();
         let mut d = Dotenv::new();
         d.set("A", "new").unwrap();
-        d.set("C", "c").unwrap();
-        d.write_merged(&p).unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "KEEP=1\nA=new\nC=c\n");
+        d.write(&p).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "A=new\n");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_at_the_path_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("environ-like");
+        std::fs::write(&target, "SECRET_TOKEN=canary-9f3\n").unwrap();
+        let p = dir.path().join("job.env");
+        std::os::unix::fs::symlink("/proc/self/environ", &p).unwrap();
+        let other = dir.path().join("other.env");
+        std::os::unix::fs::symlink(&target, &other).unwrap();
+        let mut d = Dotenv::new();
+        d.set("A", "1").unwrap();
+        d.write(&p).unwrap();
+        d.write(&other).unwrap();
+        for path in [&p, &other] {
+            let meta = std::fs::symlink_metadata(path).unwrap();
+            assert!(meta.file_type().is_file(), "{} is still a link", path.display());
+            assert_eq!(std::fs::read_to_string(path).unwrap(), "A=1\n");
+        }
+        // The link's old target is untouched.
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "SECRET_TOKEN=canary-9f3\n");
     }
 }

@@ -216,10 +216,11 @@ pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     redact_url_credentials(&parts.join(": "))
 }
 
-/// Maps a transport error that survived the retries to exit 3.
+/// Maps a transport error that survived the retries to exit 3 (exit 4 when it
+/// timed out).
 pub fn remote_error(what: &str, e: &reqwest::Error) -> JobError {
     if e.is_timeout() {
-        JobError::remote(format!("{what}: timed out: {}", describe(e)))
+        JobError::timeout(format!("{what}: timed out: {}", describe(e)))
     } else {
         JobError::remote(format!("{what}: {}", describe(e)))
     }

@@ -4,6 +4,8 @@
 //! re-implementing them, so every job behaves the same way for the same input
 //! (credentials, retries, exit codes, log layout, secret hygiene).
 
+pub mod api;
+pub mod cli;
 pub mod credentials;
 pub mod dotenv;
 pub mod duration;
@@ -11,6 +13,7 @@ pub mod env;
 pub mod exit;
 pub mod fsutil;
 pub mod http;
+pub mod job;
 pub mod joblog;
 pub mod reference;
 pub mod secret;

@@ -245,7 +245,7 @@ pub async fn run(opts: Options, env: &dyn Env) -> JobResult<()> {
                 .collect::<Vec<_>>()
                 .join(","),
         )?;
-        d.write_merged(path)?;
+        d.write(path)?;
         joblog::info(format!("wrote {}", path.display()));
     }
     Ok(())

@@ -118,7 +118,7 @@ pub fn run(args: &Args, env: &dyn Env) -> JobResult<()> {
         let mut d = Dotenv::new();
         d.set("PROMOTED_IMAGE", &outcome.reference)?;
         d.set("PROMOTED_DIGEST", &outcome.digest)?;
-        d.write_merged(&args.dotenv)?;
+        d.write(&args.dotenv)?;
     }
     println!("{}", outcome.reference);
     Ok(())

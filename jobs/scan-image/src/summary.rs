@@ -98,7 +98,7 @@ impl Counts {
                 "passed"
             },
         )?;
-        d.write_merged(path)
+        d.write(path)
     }
 
     /// The log: counts per severity, then the findings over the gate, worst

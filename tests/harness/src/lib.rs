@@ -4,6 +4,7 @@
 pub mod argocd_sim;
 pub mod git_server;
 pub mod gitlab_sim;
+pub mod job;
 pub mod registry;
 pub mod schemas;
 pub mod tls_proxy;
