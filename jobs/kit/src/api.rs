@@ -275,7 +275,10 @@ mod tests {
             br#"{"error":"another operation is already in progress","code":9,"message":"another operation is already in progress"}"#,
         );
         assert_eq!(argo.status(), Some(400));
-        assert!(argo.to_string().ends_with("another operation is already in progress"));
+        assert!(
+            argo.to_string()
+                .ends_with("another operation is already in progress")
+        );
         let oci = ApiError::from_status(
             "registry",
             "HEAD",
@@ -283,7 +286,10 @@ mod tests {
             StatusCode::UNAUTHORIZED,
             br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
         );
-        assert!(oci.to_string().ends_with(": authentication required"), "{oci}");
+        assert!(
+            oci.to_string().ends_with(": authentication required"),
+            "{oci}"
+        );
         assert_eq!(oci.exit_kind(), ExitKind::Remote);
     }
 
@@ -297,7 +303,10 @@ mod tests {
             b"<html>\n<h1>502 https://user:pw@internal/</h1>\x1b[31m</html>",
         );
         let s = e.to_string();
-        assert!(!s.contains("pw") && !s.contains('\n') && !s.contains('\x1b'), "{s}");
+        assert!(
+            !s.contains("pw") && !s.contains('\n') && !s.contains('\x1b'),
+            "{s}"
+        );
         assert!(s.contains("502 https://internal/"), "{s}");
     }
 

@@ -13,7 +13,7 @@
 //! `yes/no`, `on/off`, empty = false): the rule lives here, not in eleven copies
 //! of four attributes.
 
-use clap::{Arg, ArgAction, Command, FromArgMatches};
+use clap::{Arg, ArgAction, Command};
 
 /// Parses the process arguments into `A`, with booleans normalized; prints
 /// clap's message and exits 2 on a bad flag (0 for `--help`/`--version`).

@@ -124,10 +124,17 @@ mod tests {
         d.write(&other).unwrap();
         for path in [&p, &other] {
             let meta = std::fs::symlink_metadata(path).unwrap();
-            assert!(meta.file_type().is_file(), "{} is still a link", path.display());
+            assert!(
+                meta.file_type().is_file(),
+                "{} is still a link",
+                path.display()
+            );
             assert_eq!(std::fs::read_to_string(path).unwrap(), "A=1\n");
         }
         // The link's old target is untouched.
-        assert_eq!(std::fs::read_to_string(&target).unwrap(), "SECRET_TOKEN=canary-9f3\n");
+        assert_eq!(
+            std::fs::read_to_string(&target).unwrap(),
+            "SECRET_TOKEN=canary-9f3\n"
+        );
     }
 }

@@ -1,19 +1,22 @@
 //! Durations as people write them in CI variables: `90`, `30s`, `5m`,
-//! `1h30m`, `250ms` (the argocd CLI and Go's `time.ParseDuration` style).
+//! `1h30m`, `250ms`, `1.5s` (the argocd CLI and Go's `time.ParseDuration`
+//! style). Written here rather than taken from `humantime`: Go's grammar has
+//! fractions (`1.5s`) and no spaces, humantime the reverse, and users copy
+//! these values from argocd and GitLab settings.
 
 use std::time::Duration;
 
 /// Parses `5m`, `1h30m`, `45s`, `250ms` or bare seconds (`90`).
 /// For use as a clap `value_parser`.
-pub fn parse(s: &str) -> Result<Duration, String> {
+pub fn parse(s: &str) -> Result<Duration, DurationError> {
     let t = s.trim();
     if t.is_empty() {
-        return Err("empty duration".into());
+        return Err(DurationError::Empty);
     }
     if let Ok(secs) = t.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
-    let bad = || format!("{s:?} is not a duration: use e.g. 90s, 5m, 1h30m, 500ms");
+    let bad = || DurationError::Invalid(s.to_string());
     let mut total = Duration::ZERO;
     let mut rest = t;
     while !rest.is_empty() {
@@ -40,6 +43,15 @@ pub fn parse(s: &str) -> Result<Duration, String> {
         total += Duration::from_secs_f64(secs);
     }
     Ok(total)
+}
+
+/// A text [`parse`] does not take.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("empty duration")]
+    Empty,
+    #[error("{0:?} is not a duration: use e.g. 90s, 5m, 1h30m, 500ms")]
+    Invalid(String),
 }
 
 /// Formats a duration compactly for logs: `1.2s`, `3m05s`.

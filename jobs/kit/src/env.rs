@@ -48,13 +48,18 @@ impl Env for MapEnv {
 
 /// Parses a boolean the way GitLab users write them: `true/false`, `1/0`,
 /// `yes/no`, case-insensitive. Used as a clap value parser for env flags.
-pub fn parse_bool(s: &str) -> Result<bool, String> {
+pub fn parse_bool(s: &str) -> Result<bool, NotABool> {
     match s.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "y" | "on" => Ok(true),
         "false" | "0" | "no" | "n" | "off" | "" => Ok(false),
-        other => Err(format!("expected true or false, got {other:?}")),
+        other => Err(NotABool(other.to_string())),
     }
 }
+
+/// A value [`parse_bool`] does not take.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected true or false, got {0:?}")]
+pub struct NotABool(pub String);
 
 #[cfg(test)]
 mod tests {

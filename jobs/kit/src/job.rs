@@ -208,9 +208,6 @@ mod tests {
     #[test]
     fn cause_line_joins_the_chain_and_hides_url_credentials() {
         let line = cause_line(&Error::Read(Inner::Refused));
-        assert_eq!(
-            line,
-            "reading https://example.com/v2/: connection refused"
-        );
+        assert_eq!(line, "reading https://example.com/v2/: connection refused");
     }
 }

@@ -184,7 +184,7 @@ impl FromStr for ImageRef {
             None => (rest, None),
         };
         if let Some(t) = tag {
-            validate_tag(t).map_err(|why| bad(&why))?;
+            validate_tag(t).map_err(|why| bad(&why.0))?;
         }
         if name.is_empty() {
             return Err(bad("image name is empty"));
@@ -194,9 +194,9 @@ impl FromStr for ImageRef {
         }
         let (registry, path) = split_registry(name);
         if let Some(r) = registry {
-            validate_registry(r).map_err(|why| bad(&why))?;
+            validate_registry(r).map_err(|why| bad(&why.0))?;
         }
-        validate_path(path).map_err(|why| bad(&why))?;
+        validate_path(path).map_err(|why| bad(&why.0))?;
         let (registry, repository) = match registry {
             None | Some("index.docker.io") | Some(DOCKER_HUB) => {
                 let repo = if path.contains('/') {
@@ -228,12 +228,12 @@ fn split_registry(name: &str) -> (Option<&str>, &str) {
     }
 }
 
-fn validate_registry(r: &str) -> Result<(), String> {
+fn validate_registry(r: &str) -> Result<(), Reason> {
     let (host, port) = if let Some(stripped) = r.strip_prefix('[') {
         // [IPv6]:port
         let end = stripped
             .find(']')
-            .ok_or("registry IPv6 address is missing ']'")?;
+            .ok_or_else(|| Reason("registry IPv6 address is missing ']'".into()))?;
         (&r[..end + 2], stripped[end + 1..].strip_prefix(':'))
     } else {
         match r.split_once(':') {
@@ -246,9 +246,9 @@ fn validate_registry(r: &str) -> Result<(), String> {
             || !p.chars().all(|c| c.is_ascii_digit())
             || p.parse::<u32>().map_or(true, |n| n > 65535))
     {
-        return Err(format!(
+        return Err(Reason(format!(
             "registry port {p:?} is not a number from 0 to 65535"
-        ));
+        )));
     }
     if host.starts_with('[') {
         return Ok(());
@@ -263,22 +263,26 @@ fn validate_registry(r: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("registry host {host:?} is not a valid host name"))
+        Err(Reason(format!(
+            "registry host {host:?} is not a valid host name"
+        )))
     }
 }
 
-fn validate_path(path: &str) -> Result<(), String> {
+fn validate_path(path: &str) -> Result<(), Reason> {
     if path.chars().any(|c| c.is_ascii_uppercase()) {
-        return Err("repository name must be lowercase".into());
+        return Err(Reason("repository name must be lowercase".into()));
     }
     for component in path.split('/') {
         if component.is_empty() {
-            return Err("repository path has an empty component (double or trailing '/')".into());
+            return Err(Reason(
+                "repository path has an empty component (double or trailing '/')".into(),
+            ));
         }
         if !valid_path_component(component) {
-            return Err(format!(
+            return Err(Reason(format!(
                 "repository path component {component:?} is not valid: use a-z, 0-9 and single '.', '_', '__' or '-' runs between them"
-            ));
+            )));
         }
     }
     Ok(())
@@ -310,7 +314,7 @@ fn valid_path_component(c: &str) -> bool {
     true
 }
 
-fn validate_tag(t: &str) -> Result<(), String> {
+fn validate_tag(t: &str) -> Result<(), Reason> {
     let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
     let mut chars = t.chars();
     let ok = t.len() <= 128
@@ -319,11 +323,14 @@ fn validate_tag(t: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
+        Err(Reason(format!(
             "tag {t:?} is not valid: up to 128 of A-Z a-z 0-9 _ . -, not starting with . or -"
-        ))
+        )))
     }
 }
+
+/// Why one part of a reference is not valid (the caller adds the reference).
+struct Reason(String);
 
 /// Why a reference was rejected, with the reference itself.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
