@@ -21,42 +21,51 @@ pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// The service answered with an error status.
-    #[error("{service} answered {status} to {method} {url}{}", detail(.code.as_deref(), .message.as_deref(), .excerpt))]
+    #[error("{service} answered {status} to {method} {url}{}", body.detail())]
     Status {
-        service: String,
-        method: String,
+        service: &'static str,
+        method: &'static str,
         url: String,
         status: u16,
-        /// A machine-readable code from the body (`error`, `code`), if any.
-        code: Option<String>,
-        /// The human message from the body (`message`, `error_description`), if any.
-        message: Option<String>,
-        /// The start of the body when no message could be read, secrets and control characters removed.
-        excerpt: String,
+        body: Box<ErrorBody>,
     },
     /// The answer came with a success status but not in the expected shape.
     #[error("unexpected answer from {service} at {url}: {reason}")]
     Unexpected {
-        service: String,
+        service: &'static str,
         url: String,
         reason: String,
     },
     /// No answer: connection, TLS, or a read that timed out.
     #[error("{service} at {url}: {reason}")]
     Transport {
-        service: String,
+        service: &'static str,
         url: String,
         reason: String,
         timed_out: bool,
     },
 }
 
-fn detail(code: Option<&str>, message: Option<&str>, excerpt: &str) -> String {
-    match (code, message) {
-        (_, Some(m)) if !m.is_empty() => format!(": {m}"),
-        (Some(c), _) if !c.is_empty() => format!(": {c}"),
-        _ if !excerpt.is_empty() => format!(": {excerpt}"),
-        _ => String::new(),
+/// What an error body said.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErrorBody {
+    /// A machine-readable code from the body (`code`, `errors[0].code`), if any.
+    pub code: Option<String>,
+    /// The human message (`message`, `error_description`, `error`), if any.
+    pub message: Option<String>,
+    /// The start of the body when neither could be read, URL credentials
+    /// and control characters removed.
+    pub excerpt: String,
+}
+
+impl ErrorBody {
+    fn detail(&self) -> String {
+        match (&self.code, &self.message) {
+            (_, Some(m)) if !m.is_empty() => format!(": {m}"),
+            (Some(c), _) if !c.is_empty() => format!(": {c}"),
+            _ if !self.excerpt.is_empty() => format!(": {}", self.excerpt),
+            _ => String::new(),
+        }
     }
 }
 
@@ -68,10 +77,18 @@ impl ApiError {
         }
     }
 
+    /// The error body's message or code, for callers that decide on it.
+    pub fn body(&self) -> Option<&ErrorBody> {
+        match self {
+            ApiError::Status { body, .. } => Some(body),
+            _ => None,
+        }
+    }
+
     /// Builds the error for an error status from its body.
     pub fn from_status(
-        service: &str,
-        method: &str,
+        service: &'static str,
+        method: &'static str,
         url: &str,
         status: StatusCode,
         body: &[u8],
@@ -83,27 +100,29 @@ impl ApiError {
             String::new()
         };
         ApiError::Status {
-            service: service.to_string(),
-            method: method.to_string(),
+            service,
+            method,
             url: redact_url_credentials(url),
             status: status.as_u16(),
-            code,
-            message,
-            excerpt,
+            body: Box::new(ErrorBody {
+                code,
+                message,
+                excerpt,
+            }),
         }
     }
 
-    pub fn unexpected(service: &str, url: &str, reason: impl fmt::Display) -> Self {
+    pub fn unexpected(service: &'static str, url: &str, reason: impl fmt::Display) -> Self {
         ApiError::Unexpected {
-            service: service.to_string(),
+            service,
             url: redact_url_credentials(url),
             reason: one_line(&reason.to_string()),
         }
     }
 
-    pub fn transport(service: &str, url: &str, e: &reqwest::Error) -> Self {
+    pub fn transport(service: &'static str, url: &str, e: &reqwest::Error) -> Self {
         ApiError::Transport {
-            service: service.to_string(),
+            service,
             url: redact_url_credentials(url),
             reason: crate::http::describe(e),
             timed_out: e.is_timeout(),
@@ -196,7 +215,7 @@ fn one_line(s: &str) -> String {
 /// broken server cannot exhaust memory).
 pub async fn read_limited(
     mut resp: Response,
-    service: &str,
+    service: &'static str,
     limit: usize,
 ) -> Result<Vec<u8>, ApiError> {
     let url = resp.url().to_string();
@@ -232,8 +251,8 @@ pub async fn read_limited(
 /// [`ApiError::Status`], a body of another shape [`ApiError::Unexpected`].
 pub async fn json<T: DeserializeOwned>(
     resp: Response,
-    service: &str,
-    method: &str,
+    service: &'static str,
+    method: &'static str,
 ) -> Result<T, ApiError> {
     let url = resp.url().to_string();
     let status = resp.status();
@@ -246,7 +265,11 @@ pub async fn json<T: DeserializeOwned>(
 
 /// Decodes a body already read; the serde error (with its line and column)
 /// is the reason.
-pub fn decode<T: DeserializeOwned>(service: &str, url: &str, body: &[u8]) -> Result<T, ApiError> {
+pub fn decode<T: DeserializeOwned>(
+    service: &'static str,
+    url: &str,
+    body: &[u8],
+) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::unexpected(service, url, e))
 }
 
