@@ -10,263 +10,19 @@
 //!
 //! [`GitDaemon`] serves the same bare repos over `git://` (no auth).
 //!
-//! The small HTTP layer (request parsing, chunked bodies, responses) is
-//! public so other simulators in this harness reuse it.
+//! It runs on the harness's one HTTP server, [`crate::http_server`]
+//! (hyper); [`HttpServer`], [`Request`] and [`Response`] are re-exported here
+//! for the tests that name them by this path.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use base64::Engine;
-
-/// One parsed HTTP request.
-#[derive(Debug, Clone)]
-pub struct Request {
-    pub method: String,
-    /// Path without the query string, still percent-encoded.
-    pub path: String,
-    pub query: String,
-    /// Header names lower-cased.
-    pub headers: HashMap<String, String>,
-    pub body: Vec<u8>,
-}
-
-impl Request {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(&name.to_ascii_lowercase())
-            .map(String::as_str)
-    }
-
-    /// A query parameter, percent-decoded.
-    pub fn param(&self, name: &str) -> Option<String> {
-        url::form_urlencoded::parse(self.query.as_bytes())
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
-    }
-
-    /// `user:password` of a basic Authorization header.
-    pub fn basic_auth(&self) -> Option<(String, String)> {
-        let v = self.header("authorization")?.strip_prefix("Basic ")?;
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(v.trim())
-            .ok()?;
-        let s = String::from_utf8(raw).ok()?;
-        let (u, p) = s.split_once(':')?;
-        Some((u.to_string(), p.to_string()))
-    }
-}
-
-/// One response.
-#[derive(Debug, Clone)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    pub fn new(status: u16, body: impl Into<Vec<u8>>) -> Self {
-        Response {
-            status,
-            headers: Vec::new(),
-            body: body.into(),
-        }
-    }
-    pub fn json(status: u16, v: &serde_json::Value) -> Self {
-        Response::new(status, v.to_string()).with_header("Content-Type", "application/json")
-    }
-    pub fn with_header(mut self, k: &str, v: &str) -> Self {
-        self.headers.push((k.to_string(), v.to_string()));
-        self
-    }
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        422 => "Unprocessable Entity",
-        500 => "Internal Server Error",
-        _ => "Status",
-    }
-}
-
-/// Reads one request (Content-Length or chunked body).
-pub fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<Request>> {
-    let mut r = BufReader::new(stream.try_clone()?);
-    let mut line = String::new();
-    if r.read_line(&mut line)? == 0 {
-        return Ok(None);
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or_default().to_string();
-    let target = parts.next().unwrap_or_default().to_string();
-    let mut headers = HashMap::new();
-    loop {
-        let mut h = String::new();
-        if r.read_line(&mut h)? == 0 {
-            break;
-        }
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-    }
-    if headers
-        .get("expect")
-        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
-    {
-        stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-    }
-    let mut body = Vec::new();
-    if headers
-        .get("transfer-encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
-    {
-        loop {
-            let mut size = String::new();
-            r.read_line(&mut size)?;
-            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
-                .unwrap_or(0);
-            if n == 0 {
-                // Trailers until the empty line.
-                loop {
-                    let mut t = String::new();
-                    if r.read_line(&mut t)? == 0 || t.trim().is_empty() {
-                        break;
-                    }
-                }
-                break;
-            }
-            let mut chunk = vec![0; n];
-            r.read_exact(&mut chunk)?;
-            body.extend_from_slice(&chunk);
-            let mut crlf = [0u8; 2];
-            r.read_exact(&mut crlf)?;
-        }
-    } else if let Some(n) = headers
-        .get("content-length")
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        body = vec![0; n];
-        r.read_exact(&mut body)?;
-    }
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p.to_string(), q.to_string()),
-        None => (target, String::new()),
-    };
-    Ok(Some(Request {
-        method,
-        path,
-        query,
-        headers,
-        body,
-    }))
-}
-
-/// Writes a response and closes the connection.
-pub fn write_response(
-    stream: &mut TcpStream,
-    resp: &Response,
-    head_only: bool,
-) -> std::io::Result<()> {
-    let mut out = format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
-    for (k, v) in &resp.headers {
-        out.push_str(&format!("{k}: {v}\r\n"));
-    }
-    out.push_str(&format!(
-        "Content-Length: {}\r\nConnection: close\r\n\r\n",
-        resp.body.len()
-    ));
-    stream.write_all(out.as_bytes())?;
-    if !head_only {
-        stream.write_all(&resp.body)?;
-    }
-    stream.flush()
-}
-
-/// A tiny threaded HTTP server: one thread per connection, one request per
-/// connection. Stops (and joins) on drop.
-pub struct HttpServer {
-    pub port: u16,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-    pub requests: Arc<AtomicUsize>,
-}
-
-impl HttpServer {
-    pub fn start<F>(handler: F) -> HttpServer
-    where
-        F: Fn(Request) -> Response + Send + Sync + 'static,
-    {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = listener.local_addr().expect("local addr").port();
-        listener.set_nonblocking(true).expect("nonblocking");
-        let stop = Arc::new(AtomicBool::new(false));
-        let requests = Arc::new(AtomicUsize::new(0));
-        let handler = Arc::new(handler);
-        let (stop2, requests2) = (stop.clone(), requests.clone());
-        let thread = std::thread::spawn(move || {
-            while !stop2.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((mut stream, _)) => {
-                        let _ = stream.set_nonblocking(false);
-                        let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
-                        let handler = handler.clone();
-                        requests2.fetch_add(1, Ordering::SeqCst);
-                        std::thread::spawn(move || {
-                            if let Ok(Some(req)) = read_request(&mut stream) {
-                                let head = req.method == "HEAD";
-                                let resp = handler(req);
-                                let _ = write_response(&mut stream, &resp, head);
-                            }
-                        });
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        HttpServer {
-            port,
-            stop,
-            thread: Some(thread),
-            requests,
-        }
-    }
-
-    pub fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+pub use crate::http_server::{HttpServer, Recorded, Request, Response};
 
 /// `git http-backend` behind basic auth.
 pub struct GitServer {
@@ -327,6 +83,12 @@ impl GitServer {
 
     pub fn port(&self) -> u16 {
         self.http.port
+    }
+
+    /// Every request the server received (refused ones included), with
+    /// headers and body.
+    pub fn received(&self) -> Vec<Recorded> {
+        self.http.received()
     }
 
     /// `http://127.0.0.1:PORT/NAME.git` (no credentials in it).

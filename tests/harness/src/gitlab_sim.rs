@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use crate::git_server::{HttpServer, Request, Response};
+use crate::http_server::{HttpServer, Recorded, Request, Response};
 
 #[derive(Debug, Clone)]
 pub struct Commit {
@@ -168,6 +168,12 @@ impl GitLabSim {
 
     pub fn base_url(&self) -> String {
         self.http.base_url()
+    }
+
+    /// Every request the simulator received (refused ones included), with
+    /// headers and body.
+    pub fn received(&self) -> Vec<Recorded> {
+        self.http.received()
     }
 
     /// Reads every file of a directory tree as (relative path, content).

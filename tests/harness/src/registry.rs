@@ -46,6 +46,8 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
 
+use crate::http_server::{Body, BoxError, HttpServer};
+
 // ---------------------------------------------------------------------------
 // docker-registry
 
@@ -684,68 +686,41 @@ struct GatewayState {
 }
 
 /// An HTTP/1.1 proxy in front of a registry: token server, fault injector
-/// and request counter. See the module docs.
+/// and request counter, on the harness's one HTTP server
+/// ([`crate::http_server`]). See the module docs.
 pub struct Gateway {
     host: String,
     state: Arc<GatewayState>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    http: HttpServer,
 }
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type Body = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, BoxError>;
 
 impl Gateway {
     /// Starts a gateway forwarding to `upstream` (`127.0.0.1:PORT`).
     pub fn start(upstream: &str, options: GatewayOptions) -> Gateway {
         let state = Arc::new(GatewayState::default());
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let st = state.clone();
-        let upstream = format!("http://{upstream}");
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let host = listener.local_addr().unwrap().to_string();
-                tx.send(host.clone()).unwrap();
-                let client = reqwest::Client::builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .no_proxy()
-                    .build()
-                    .unwrap();
-                let ctx = Arc::new(Ctx { state: st, upstream, host, options, client });
-                let mut stop_rx = stop_rx;
-                loop {
-                    tokio::select! {
-                        _ = &mut stop_rx => break,
-                        acc = listener.accept() => {
-                            let Ok((stream, _)) = acc else { continue };
-                            let ctx = ctx.clone();
-                            tokio::spawn(async move {
-                                let svc = hyper::service::service_fn(move |req| handle(ctx.clone(), req));
-                                let _ = hyper::server::conn::http1::Builder::new()
-                                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                                    .await;
-                            });
-                        }
-                    }
-                }
-            });
+        let listener = crate::http_server::bind();
+        let host = listener.local_addr().expect("local addr").to_string();
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()
+            .expect("reqwest client");
+        let ctx = Arc::new(Ctx {
+            state: state.clone(),
+            upstream: format!("http://{upstream}"),
+            host: host.clone(),
+            options,
+            client,
         });
-        let host = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("gateway did not start");
-        Gateway {
-            host,
-            state,
-            shutdown: Some(stop_tx),
-            thread: Some(thread),
-        }
+        let http =
+            HttpServer::start_async_on(listener, None, move |req| handle(ctx.clone(), req));
+        Gateway { host, state, http }
+    }
+
+    /// Every request as it arrived (method, path, headers), for checks on
+    /// what the client sent; [`Gateway::requests`] has the statuses.
+    pub fn received(&self) -> Vec<crate::http_server::Recorded> {
+        self.http.received()
     }
 
     /// `127.0.0.1:PORT` of the gateway.
@@ -788,17 +763,6 @@ impl Gateway {
     /// Invalidates every issued token (clients must fetch new ones).
     pub fn revoke_tokens(&self) {
         self.state.tokens.lock().unwrap().clear();
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        if let Some(s) = self.shutdown.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

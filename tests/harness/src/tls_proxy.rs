@@ -1,6 +1,6 @@
 //! HTTPS in front of any plain-HTTP test server: a TLS-terminating TCP proxy
 //! on 127.0.0.1 with a certificate from a throwaway CA
-//! ([`crate::argocd_sim::self_signed`]), so a client is tested against real
+//! ([`crate::tls::self_signed`], made with rcgen), so a client is tested against real
 //! TLS: trusted through the CA file, refused without it.
 //!
 //! ```no_run
@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::argocd_sim::{acceptor, self_signed};
+use crate::tls::{acceptor, self_signed};
 
 /// A running proxy; it stops when dropped.
 pub struct TlsProxy {
