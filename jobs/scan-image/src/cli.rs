@@ -1,14 +1,12 @@
-//! Flags. Every flag also reads an environment variable; GitLab's
-//! container-scanning variable names are accepted as they are documented.
+//! Flags, raw: every flag also reads an environment variable; GitLab's
+//! container-scanning variable names (and trivy's own, for the settings
+//! scan-image hands on to trivy) are accepted as they are documented. Values
+//! are checked in [`crate::config`].
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Parser;
-use kit::env::parse_bool;
 use kit::secret::Secret;
-
-use crate::severity::{FailOn, Severity};
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -86,7 +84,7 @@ pub struct Args {
         value_name = "LEVEL",
         default_value = "critical"
     )]
-    pub fail_on: FailOn,
+    pub fail_on: String,
 
     /// Report only findings at or above this severity (does not change the gate).
     #[arg(
@@ -95,10 +93,10 @@ pub struct Args {
         value_name = "LEVEL",
         default_value = "unknown"
     )]
-    pub severity_threshold: Severity,
+    pub severity_threshold: String,
 
     /// Suppress findings that have no fixed version yet.
-    #[arg(long, env = "CS_IGNORE_UNFIXED", value_name = "BOOL", value_parser = parse_bool, num_args = 0..=1, default_value = "false", default_missing_value = "true")]
+    #[arg(long, env = "CS_IGNORE_UNFIXED")]
     pub ignore_unfixed: bool,
 
     /// GitLab vulnerability-allowlist.yml [default: ./vulnerability-allowlist.yml when present].
@@ -136,7 +134,7 @@ pub struct Args {
     pub registry_password: Option<Secret>,
 
     /// Allow plain HTTP and unverified TLS to IMAGE's registry.
-    #[arg(long, env = "CS_REGISTRY_INSECURE", value_name = "BOOL", value_parser = parse_bool, num_args = 0..=1, default_value = "false", default_missing_value = "true")]
+    #[arg(long, env = "CS_REGISTRY_INSECURE")]
     pub registry_insecure: bool,
 
     /// Registries reached over plain HTTP (HOST[:PORT], repeatable or comma-separated).
@@ -149,8 +147,44 @@ pub struct Args {
     pub insecure_registry: Vec<String>,
 
     /// Give up on trivy after this long (exit 4): 90s, 15m, 1h.
-    #[arg(long, env = "SCAN_TIMEOUT", value_name = "DURATION", default_value = "15m", value_parser = kit::duration::parse)]
-    pub timeout: Duration,
+    #[arg(
+        long,
+        env = "SCAN_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "15m"
+    )]
+    pub timeout: String,
+
+    /// OCI repositories of trivy's vulnerability DB, in order [default: trivy's,
+    /// mirror.gcr.io then ghcr.io] (comma-separated).
+    #[arg(
+        long,
+        env = "TRIVY_DB_REPOSITORY",
+        value_name = "REPO",
+        value_delimiter = ','
+    )]
+    pub db_repository: Vec<String>,
+
+    /// OCI repositories of trivy's Java DB, in order [default: trivy's] (comma-separated).
+    #[arg(
+        long,
+        env = "TRIVY_JAVA_DB_REPOSITORY",
+        value_name = "REPO",
+        value_delimiter = ','
+    )]
+    pub java_db_repository: Vec<String>,
+
+    /// Use the vulnerability DB already in the cache; download nothing.
+    #[arg(long, env = "TRIVY_SKIP_DB_UPDATE")]
+    pub skip_db_update: bool,
+
+    /// Use the Java DB already in the cache; download nothing.
+    #[arg(long, env = "TRIVY_SKIP_JAVA_DB_UPDATE")]
+    pub skip_java_db_update: bool,
+
+    /// trivy's cache directory (its databases and layer cache).
+    #[arg(long, env = "TRIVY_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
 
     /// The trivy executable.
     #[arg(long, env = "SCAN_TRIVY", value_name = "PATH", default_value = "trivy")]

@@ -50,7 +50,7 @@ impl Key {
     }
 
     pub fn hex(&self) -> String {
-        hex(&self.0)
+        hex::encode(self.0)
     }
 
     /// An RFC 4122 shaped id (version 8, custom), as GitLab recommends UUIDs.
@@ -58,7 +58,7 @@ impl Key {
         let mut b = self.0;
         b[6] = (b[6] & 0x0f) | 0x80;
         b[8] = (b[8] & 0x3f) | 0x80;
-        let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        let h = hex::encode(b);
         format!(
             "{}-{}-{}-{}-{}",
             &h[..8],
@@ -68,18 +68,6 @@ impl Key {
             &h[20..]
         )
     }
-}
-
-/// Lowercase hex. (`format!("{:02x}")` per byte was a tenth of the run time
-/// on large reports.)
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 15) as usize] as char);
-    }
-    out
 }
 
 impl Finding<'_, '_> {

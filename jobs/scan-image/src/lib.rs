@@ -1,11 +1,41 @@
 //! scan-image: trivy findings as GitLab merge-request security reports, with
-//! a severity gate. `main.rs` parses flags and calls [`scan::run`].
+//! a severity gate.
+//!
+//! The job's shape (as in every secdeliv job): [`cli::Args`] (flags) →
+//! [`config::Config::from_args`] (all validation, exit 2) → [`run::run`]
+//! (trivy, reports, gate) → [`error::Error`] (one exit code per cause).
 
 pub mod cli;
+pub mod config;
+pub mod error;
 pub mod finding;
 pub mod report;
-pub mod scan;
+pub mod run;
 pub mod severity;
 pub mod summary;
 pub mod suppress;
 pub mod trivy;
+
+/// The job, for `kit::job::main`.
+pub struct Job;
+
+impl kit::job::Job for Job {
+    const NAME: &'static str = "scan-image";
+    type Args = cli::Args;
+    type Config = config::Config;
+    type Error = error::Error;
+
+    fn config(
+        args: cli::Args,
+        env: &dyn kit::env::Env,
+    ) -> Result<config::Config, kit::job::UsageError> {
+        config::Config::from_args(args, env)
+    }
+
+    async fn run(
+        config: config::Config,
+        env: &dyn kit::env::Env,
+    ) -> Result<kit::job::Outcome, error::Error> {
+        run::run(&config, env)
+    }
+}

@@ -1,18 +1,17 @@
-//! One run: obtain trivy's JSON (run trivy, or read a file), classify every
-//! finding, write every report, log, write the dotenv file, apply the gate.
+//! One run: obtain trivy's JSON (run trivy, or take the recorded report),
+//! classify every finding, write every report, log, write the dotenv file,
+//! apply the gate.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use kit::credentials::{self, Credentials};
 use kit::env::Env;
-use kit::fsutil::AtomicFile;
+use kit::job::Outcome;
 use kit::joblog;
-use kit::reference::ImageRef;
-use kit::{ExitKind, JobError, JobResult};
 use time::OffsetDateTime;
 
-use crate::cli::Args;
+use crate::config::{Config, Source, TrivySettings};
+use crate::error::Error;
 use crate::finding::{Finding, Key};
 use crate::report::codequality::CodeQualityWriter;
 use crate::report::gitlab::GitlabWriter;
@@ -21,11 +20,9 @@ use crate::report::sarif::SarifWriter;
 use crate::report::{DockerfileLocation, ScanContext};
 use crate::severity::{FailOn, Severity};
 use crate::summary::{Counts, Row};
-use crate::suppress::{Allowlist, IgnoreRules, Suppressions};
+use crate::suppress::Suppressions;
 use crate::trivy::report::{self, Header, Target, Vulnerability};
-use crate::trivy::runner;
-
-/// What became of one finding, in document order.
+use crate::trivy::runner::{self, Sandbox};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
     Reported { rule: u32 },
@@ -62,57 +59,59 @@ fn note_recorded_report(path: &std::path::Path, header: &report::Header<'_>, ima
     }
 }
 
-/// Runs the job. `Err` with [`ExitKind::Policy`] means the gate tripped
-/// (reports and dotenv are written first).
-pub fn run(args: &Args, env: &dyn Env) -> JobResult<()> {
+/// Runs the job: `Refused` when the gate trips (reports and dotenv are
+/// written first). When trivy fails, the GitLab report is still written,
+/// with `scan.status: failure` and the cause.
+pub fn run(config: &Config, env: &dyn Env) -> Result<Outcome, Error> {
     let started = OffsetDateTime::now_utc();
-    if args.image.is_none() && args.trivy_report.is_none() {
-        return Err(JobError::usage(
-            "nothing to scan: give IMAGE (or CS_IMAGE), or --trivy-report FILE",
-        ));
-    }
-    check_outputs_writable(args)?;
-    let suppressions = load_suppressions(args)?;
-
-    let workdir = tempfile::tempdir()
-        .map_err(|e| JobError::usage(format!("cannot create a temp directory: {e}")))?;
-    let (json_path, from_trivy) = match &args.trivy_report {
-        Some(p) => (p.clone(), false),
-        None => {
-            let out = workdir.path().join("trivy.json");
-            if let Err(e) = run_trivy(args, env, &out, workdir.path()) {
-                write_failure_report(args, started, &e);
-                return Err(e);
-            }
-            (out, true)
+    let sandbox = Sandbox::new()?;
+    let scanned: Vec<u8>;
+    let (bytes, json_path, from_trivy): (&[u8], std::path::PathBuf, bool) = match &config.source {
+        Source::Recorded { path, bytes } => (bytes, path.clone(), false),
+        Source::Trivy(settings) => {
+            let out = sandbox.path().join("trivy.json");
+            let result = run_trivy(config, settings, &sandbox, env, &out).and_then(|()| {
+                std::fs::read(&out).map_err(|source| Error::ReadOutput {
+                    path: out.clone(),
+                    source,
+                })
+            });
+            scanned = match result {
+                Ok(b) => b,
+                Err(e) => {
+                    write_failure_report(config, started, &e);
+                    return Err(e);
+                }
+            };
+            (&scanned, out, true)
         }
     };
     let finished = OffsetDateTime::now_utc();
-    let bytes = std::fs::read(&json_path).map_err(|e| {
-        JobError::usage(format!(
-            "cannot read trivy report {}: {e}",
-            json_path.display()
-        ))
-    })?;
-    let origin = if from_trivy {
-        "trivy wrote a report that is".to_string()
-    } else {
-        format!("{} is", json_path.display())
-    };
     let bad_report = |e: report::ReportError| {
-        let kind = if from_trivy {
-            ExitKind::Remote
+        if from_trivy {
+            Error::TrivyOutput(e)
         } else {
-            ExitKind::Usage
-        };
-        JobError::new(kind, format!("{origin} {e}"))
+            Error::RecordedReport {
+                path: json_path.clone(),
+                source: e,
+            }
+        }
     };
-    let header = report::read_header(&bytes).map_err(bad_report)?;
+    let header = match report::read_header(bytes) {
+        Ok(h) => h,
+        Err(e) => {
+            let e = bad_report(e);
+            if from_trivy {
+                write_failure_report(config, started, &e);
+            }
+            return Err(e);
+        }
+    };
     if !from_trivy {
-        note_recorded_report(&json_path, &header, args.image.as_deref());
+        note_recorded_report(&json_path, &header, config.image.as_deref());
     }
     let mut ctx = context(
-        args,
+        config,
         &header,
         if from_trivy {
             started
@@ -123,16 +122,17 @@ pub fn run(args: &Args, env: &dyn Env) -> JobResult<()> {
     );
     ctx.run_seconds = (finished - started).as_seconds_f64();
 
-    let mut sarif = args
+    let mut sarif = config
+        .outputs
         .sarif
         .as_ref()
         .map(|p| SarifWriter::create(p, &ctx))
         .transpose()?;
-    let classified = classify(&bytes, args, &suppressions, sarif.as_mut(), &bad_report)?;
-    let written = write_reports(args, &bytes, &ctx, &classified, sarif, &suppressions)?;
+    let classified = classify(bytes, config, sarif.as_mut(), &bad_report)?;
+    let written = write_reports(config, bytes, &ctx, &classified, sarif)?;
     let counts = classified.1;
-    if let Some(sbom) = &args.sbom {
-        write_sbom(args, &json_path, sbom, from_trivy)?;
+    if let Some(sbom) = &config.outputs.sbom {
+        write_sbom(config, &sandbox, env, &json_path, sbom, from_trivy)?;
     }
 
     let title = format!(
@@ -141,24 +141,24 @@ pub fn run(args: &Args, env: &dyn Env) -> JobResult<()> {
         ctx.operating_system,
         ctx.trivy_version.as_deref().unwrap_or("version unknown")
     );
-    counts.log(&title, args.fail_on, args.severity_threshold);
+    counts.log(&title, config.fail_on, config.severity_threshold);
     joblog::info(format!("reports written: {}", written.join(", ")));
     counts.write_dotenv(
-        &args.dotenv,
-        args.image.as_deref(),
-        args.fail_on,
-        args.severity_threshold,
+        &config.outputs.dotenv,
+        config.image.as_deref(),
+        config.fail_on,
+        config.severity_threshold,
     )?;
-    gate(&counts, args.fail_on)
+    Ok(gate(&counts, config.fail_on))
 }
 
-fn gate(counts: &Counts, fail_on: FailOn) -> JobResult<()> {
+fn gate(counts: &Counts, fail_on: FailOn) -> Outcome {
     let FailOn::AtOrAbove(level) = fail_on else {
-        return Ok(());
+        return Outcome::Done;
     };
     let n = counts.total_over_gate();
     if n == 0 {
-        return Ok(());
+        return Outcome::Done;
     }
     let mut ids: Vec<&str> = Vec::new();
     for r in counts.gate_rows.iter().rev().flatten() {
@@ -172,124 +172,54 @@ fn gate(counts: &Counts, fail_on: FailOn) -> JobResult<()> {
     } else {
         String::new()
     };
-    Err(JobError::policy(format!(
+    Outcome::Refused(format!(
         "{n} finding(s) at or above {level} ({}{more}); fix them, or suppress with --allowlist/--ignore-file, or raise --fail-on",
         first.join(", ")
-    )))
+    ))
 }
 
-/// Fails before any work when a report cannot be written where asked.
-fn check_outputs_writable(args: &Args) -> JobResult<()> {
-    let paths = [
-        Some(&args.gitlab_report),
-        args.sarif.as_ref(),
-        args.codequality.as_ref(),
-        args.junit.as_ref(),
-        args.sbom.as_ref(),
-        Some(&args.dotenv),
-    ];
-    for p in paths.into_iter().flatten() {
-        drop(AtomicFile::create(p)?);
-    }
-    Ok(())
-}
-
-fn load_suppressions(args: &Args) -> JobResult<Suppressions> {
-    let today = OffsetDateTime::now_utc().date();
-    let allowlist_path = args.allowlist.clone().or_else(|| {
-        let p = PathBuf::from("vulnerability-allowlist.yml");
-        p.is_file().then_some(p)
-    });
-    let image_for_allowlist = args.image.as_deref();
-    let allowlist = match &allowlist_path {
-        Some(p) => {
-            let a = Allowlist::load(p, image_for_allowlist)?;
-            joblog::info(format!(
-                "allowlist {}: {} entr(ies) apply to this image",
-                p.display(),
-                a.len()
-            ));
-            Some(a)
-        }
-        None => None,
-    };
-    let ignore_path = args.ignore_file.clone().or_else(|| {
-        let p = PathBuf::from(".trivyignore");
-        p.is_file().then_some(p)
-    });
-    let ignore = match &ignore_path {
-        Some(p) => {
-            let r = IgnoreRules::load(p, today)?;
-            joblog::info(format!(
-                "ignore file {}: {} active entr(ies)",
-                p.display(),
-                r.active_len()
-            ));
-            for e in &r.expired {
-                joblog::warn(format!(
-                    "{}: entry {} expired on {} and no longer suppresses",
-                    p.display(),
-                    e.id,
-                    e.expired_at.map(|d| d.to_string()).unwrap_or_default()
-                ));
-            }
-            Some(r)
-        }
-        None => None,
-    };
-    Ok(Suppressions {
-        ignore_unfixed: args.ignore_unfixed,
-        allowlist,
-        ignore,
-    })
-}
-
-fn run_trivy(args: &Args, env: &dyn Env, out: &Path, workdir: &Path) -> JobResult<()> {
-    let image = args.image.as_deref().expect("checked by run");
-    let reference = ImageRef::parse(image)?;
-    let explicit = Credentials::from_pair(
-        args.registry_user.as_deref(),
-        args.registry_password.as_ref(),
-        "--registry-user (CS_REGISTRY_USER)",
-        "--registry-password (CS_REGISTRY_PASSWORD)",
-    )?;
-    let creds = credentials::discover(&reference.registry, explicit, env)?;
-    if let Some((_, source)) = &creds {
+fn run_trivy(
+    config: &Config,
+    settings: &TrivySettings,
+    sandbox: &Sandbox,
+    env: &dyn Env,
+    out: &Path,
+) -> Result<(), Error> {
+    let image = config.image.as_deref().expect("a trivy run has an image");
+    if let Some((_, source)) = &settings.credentials {
         joblog::info(format!(
             "registry credentials for {} from {source}",
-            reference.registry
+            settings.image.registry
         ));
     }
-    let insecure = args.registry_insecure
-        || args
-            .insecure_registry
-            .iter()
-            .any(|h| credentials::normalize_registry_key(h) == reference.registry);
-    // trivy applies ./.trivyignore by itself; give it an empty one so every
-    // finding reaches us and suppressions are counted and listed here.
-    let empty_ignore = workdir.join("empty.trivyignore");
-    std::fs::write(&empty_ignore, b"")
-        .map_err(|e| JobError::usage(format!("cannot write temp file: {e}")))?;
-    let program = runner::program(Some(&args.trivy));
+    if settings.insecure {
+        joblog::warn(format!(
+            "trivy runs with --insecure: {} and every registry trivy downloads from in this run are insecure-listed",
+            settings.image.registry
+        ));
+    }
     joblog::info(format!("running trivy on {image}"));
     runner::ImageScan {
-        program: &program,
+        program: &config.trivy,
         image,
-        platform: args.platform.as_deref(),
-        insecure,
-        credentials: creds.as_ref().map(|(c, _)| c),
-        list_all_pkgs: args.sbom.is_some(),
-        timeout: args.timeout,
+        platform: settings.platform.as_deref(),
+        insecure: settings.insecure,
+        credentials: settings.credentials.as_ref().map(|(c, _)| c),
+        list_all_pkgs: config.outputs.sbom.is_some(),
+        timeout: config.timeout,
         output: out,
-        ignore_file: &empty_ignore,
+        config: &sandbox.config(),
+        ignore_file: &sandbox.ignore_file(),
+        db: &settings.db,
     }
-    .run()
+    .run(sandbox, env)
 }
 
-/// When trivy fails, GitLab still gets a report that says the scan failed.
-fn write_failure_report(args: &Args, started: OffsetDateTime, e: &JobError) {
+/// When trivy fails, GitLab still gets a report that says the scan failed,
+/// and why.
+fn write_failure_report(config: &Config, started: OffsetDateTime, e: &Error) {
     let ctx = ScanContext {
-        image: args.image.clone().unwrap_or_else(|| "unknown".into()),
+        image: config.image.clone().unwrap_or_else(|| "unknown".into()),
         operating_system: "Unknown".into(),
         default_branch_image: None,
         dockerfile: None,
@@ -298,9 +228,9 @@ fn write_failure_report(args: &Args, started: OffsetDateTime, e: &JobError) {
         run_seconds: (OffsetDateTime::now_utc() - started).as_seconds_f64(),
         trivy_version: None,
         success: false,
-        failure_message: Some(e.message.clone()),
+        failure_message: Some(kit::job::cause_line(e)),
     };
-    if let Ok(w) = GitlabWriter::create(&args.gitlab_report, &ctx) {
+    if let Ok(w) = GitlabWriter::create(&config.outputs.gitlab_report, &ctx) {
         let _ = w.finish();
     }
 }
@@ -314,12 +244,12 @@ fn created_at(h: &Header<'_>) -> Option<OffsetDateTime> {
 }
 
 fn context(
-    args: &Args,
+    config: &Config,
     h: &Header<'_>,
     started: OffsetDateTime,
     finished: OffsetDateTime,
 ) -> ScanContext {
-    let image = args
+    let image = config
         .image
         .clone()
         .or_else(|| h.artifact_name.as_deref().map(str::to_string))
@@ -328,12 +258,8 @@ fn context(
     ScanContext {
         image,
         operating_system: h.operating_system().unwrap_or_else(|| "Unknown".into()),
-        default_branch_image: args.default_branch_image.clone(),
-        dockerfile: args
-            .dockerfile
-            .as_deref()
-            .filter(|d| !d.is_empty())
-            .map(DockerfileLocation::find),
+        default_branch_image: config.default_branch_image.clone(),
+        dockerfile: config.dockerfile.as_deref().map(DockerfileLocation::find),
         started: started.min(finished),
         finished,
         run_seconds: 0.0,
@@ -375,17 +301,17 @@ type Classified = (Vec<Verdict>, Counts);
 /// pass of its own).
 fn classify(
     bytes: &[u8],
-    args: &Args,
-    sup: &Suppressions,
+    config: &Config,
     mut sarif: Option<&mut SarifWriter<'_>>,
-    bad_report: &dyn Fn(report::ReportError) -> JobError,
-) -> JobResult<Classified> {
+    bad_report: &dyn Fn(report::ReportError) -> Error,
+) -> Result<Classified, Error> {
+    let sup = &config.suppressions;
     let mut verdicts = Vec::new();
     let mut counts = Counts::default();
     let mut seen: HashSet<Key> = HashSet::new();
     let mut seen_exact: HashSet<Key> = HashSet::new();
     let mut rules: HashMap<String, u32> = HashMap::new();
-    let mut failure: Option<JobError> = None;
+    let mut failure: Option<Error> = None;
     report::for_each_vulnerability(bytes, &mut |t: &Target<'_>, v: Vulnerability<'_>| {
         let severity = Severity::from_trivy(&v.severity);
         // The same entry twice is one finding; the same id, package and place
@@ -416,10 +342,10 @@ fn classify(
                     e.expired_at.map(|d| d.to_string()).unwrap_or_default()
                 ));
             }
-            if args.fail_on.trips(severity) {
+            if config.fail_on.trips(severity) {
                 counts.add_gate_row(row(t, &v, severity, String::new()));
             }
-            if severity >= args.severity_threshold {
+            if severity >= config.severity_threshold {
                 counts.reported[severity as usize] += 1;
                 let next = rules.len() as u32;
                 let rule = *rules.entry(v.vulnerability_id.to_string()).or_insert(next);
@@ -434,7 +360,7 @@ fn classify(
                         rule_index: rule,
                     };
                     if let Err(e) = w.add_rule(&f) {
-                        failure = Some(e);
+                        failure = Some(e.into());
                         return Err("write failed".into());
                     }
                 }
@@ -457,27 +383,28 @@ fn classify(
 
 /// Second pass: stream every finding into every report.
 fn write_reports(
-    args: &Args,
+    config: &Config,
     bytes: &[u8],
     ctx: &ScanContext,
     classified: &Classified,
     mut sarif: Option<SarifWriter<'_>>,
-    sup: &Suppressions,
-) -> JobResult<Vec<String>> {
+) -> Result<Vec<String>, Error> {
+    let sup: &Suppressions = &config.suppressions;
+    let out = &config.outputs;
     let (verdicts, counts) = classified;
-    let mut gitlab = GitlabWriter::create(&args.gitlab_report, ctx)?;
-    let mut cq = args
+    let mut gitlab = GitlabWriter::create(&out.gitlab_report, ctx)?;
+    let mut cq = out
         .codequality
         .as_ref()
         .map(|p| CodeQualityWriter::create(p, ctx))
         .transpose()?;
-    let mut junit = args
+    let mut junit = out
         .junit
         .as_ref()
         .map(|p| JunitWriter::create(p, ctx, counts.total_reported(), counts.total_suppressed()))
         .transpose()?;
     let mut i = 0;
-    let mut failure: Option<JobError> = None;
+    let mut failure: Option<Error> = None;
     report::for_each_vulnerability(bytes, &mut |t: &Target<'_>, v: Vulnerability<'_>| {
         let verdict = verdicts[i];
         i += 1;
@@ -488,7 +415,7 @@ fn write_reports(
             key: verdict.key,
             rule_index,
         };
-        let mut step = || -> JobResult<()> {
+        let mut step = || -> Result<(), Error> {
             match verdict.class {
                 Class::Reported { rule } => {
                     let f = finding(rule);
@@ -521,14 +448,14 @@ fn write_reports(
     .map_err(|e| {
         failure
             .take()
-            .unwrap_or_else(|| JobError::usage(e.to_string()))
+            .unwrap_or(Error::TrivyOutput(e))
     })?;
     gitlab.finish()?;
-    let mut written = vec![args.gitlab_report.display().to_string()];
+    let mut written = vec![out.gitlab_report.display().to_string()];
     for (done, path) in [
-        (sarif.map(SarifWriter::finish), &args.sarif),
-        (cq.map(CodeQualityWriter::finish), &args.codequality),
-        (junit.map(JunitWriter::finish), &args.junit),
+        (sarif.map(SarifWriter::finish), &out.sarif),
+        (cq.map(CodeQualityWriter::finish), &out.codequality),
+        (junit.map(JunitWriter::finish), &out.junit),
     ] {
         if let (Some(result), Some(path)) = (done, path) {
             result?;
@@ -539,8 +466,20 @@ fn write_reports(
 }
 
 /// The SBOM comes from `trivy convert` of the very JSON the reports came from.
-fn write_sbom(args: &Args, json: &Path, sbom: &Path, from_trivy: bool) -> JobResult<()> {
-    let program = runner::program(Some(&args.trivy));
+fn write_sbom(
+    config: &Config,
+    sandbox: &Sandbox,
+    env: &dyn Env,
+    json: &Path,
+    sbom: &Path,
+    from_trivy: bool,
+) -> Result<(), Error> {
+    let cannot = |e: &dyn std::fmt::Display| {
+        Error::Kit(kit::JobError::usage(format!(
+            "cannot write {}: {e}",
+            sbom.display()
+        )))
+    };
     let dir = sbom
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -548,22 +487,27 @@ fn write_sbom(args: &Args, json: &Path, sbom: &Path, from_trivy: bool) -> JobRes
     let tmp = tempfile::Builder::new()
         .prefix(".sbom.")
         .tempfile_in(dir)
-        .map_err(|e| JobError::usage(format!("cannot write {}: {e}", sbom.display())))?;
-    match runner::convert_to_cyclonedx(&program, json, tmp.path(), args.timeout) {
+        .map_err(|e| cannot(&e))?;
+    let tmp_path = std::path::absolute(tmp.path()).map_err(|e| cannot(&e))?;
+    match runner::convert_to_cyclonedx(
+        &config.trivy,
+        sandbox,
+        env,
+        json,
+        &tmp_path,
+        config.timeout,
+    ) {
         Ok(()) => {
-            tmp.persist(sbom).map_err(|e| {
-                JobError::usage(format!("cannot write {}: {}", sbom.display(), e.error))
-            })?;
+            tmp.persist(sbom).map_err(|e| cannot(&e.error))?;
             joblog::info(format!(
                 "SBOM written: {} (CycloneDX, trivy convert)",
                 sbom.display()
             ));
             Ok(())
         }
-        Err(e) if !from_trivy && e.kind == ExitKind::Usage => {
+        Err(e @ Error::TrivyNotFound { .. }) if !from_trivy => {
             joblog::warn(format!(
-                "--sbom needs trivy for `trivy convert`; no SBOM written ({})",
-                e.message
+                "--sbom needs trivy for `trivy convert`; no SBOM written ({e})"
             ));
             Ok(())
         }

@@ -1,12 +1,18 @@
-//! JUnit XML for GitLab's test report: one failing test case per reported
-//! finding, a skipped one per suppressed finding, and one passing case that
-//! records that the scan ran (a clean scan must not show zero tests).
+//! JUnit XML for GitLab's test report (quick-junit): one failing test case
+//! per reported finding, a skipped one per suppressed finding, and one
+//! passing case that records that the scan ran (a clean scan must not show
+//! zero tests).
+//!
+//! Unlike the other reports this one is built in memory and written at the
+//! end: quick-junit serializes a whole `Report`. It holds a few strings per
+//! finding, bounded by the input's size.
 
-use std::io::Write;
 use std::path::Path;
+use std::time::Duration;
 
 use kit::JobResult;
 use kit::fsutil::{AtomicFile, write_error};
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite, XmlString};
 
 use super::{ScanContext, rfc3339};
 use crate::finding::Finding;
@@ -14,34 +20,36 @@ use crate::finding::Finding;
 pub struct JunitWriter<'c> {
     file: AtomicFile,
     ctx: &'c ScanContext,
-    path: std::path::PathBuf,
+    suite: TestSuite,
 }
 
 impl<'c> JunitWriter<'c> {
-    /// `failures` and `skipped` must be known up front: they are attributes
-    /// of the suite element that precedes the cases.
+    /// Opens the file now, so an unwritable path fails before any work.
+    /// (`failures` and `skipped` are counted by quick-junit as cases are
+    /// added; they are kept in the signature for the streaming writers'
+    /// symmetry.)
     pub fn create(
         path: &Path,
         ctx: &'c ScanContext,
-        failures: u64,
-        skipped: u64,
+        _failures: u64,
+        _skipped: u64,
     ) -> JobResult<Self> {
-        let mut file = AtomicFile::create(path)?;
-        let tests = failures + skipped + 1;
-        let secs = ctx.run_seconds.max(0.0);
-        let name = escape(&format!("scan-image {}", ctx.image));
-        let head = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"{name}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{secs:.3}\">\n  <testsuite name=\"{name}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{secs:.3}\" timestamp=\"{}\">\n    <testcase classname=\"scan-image\" name=\"{}\" time=\"{secs:.3}\"/>\n",
-            rfc3339(ctx.started),
-            escape(&format!("container scan of {} ran", ctx.image)),
+        let file = AtomicFile::create(path)?;
+        let name = format!("scan-image {}", ctx.image);
+        let mut suite = TestSuite::new(name);
+        suite.set_time(run_time(ctx));
+        // quick-junit takes a chrono time; the attribute is set as text.
+        suite.extra.insert(
+            XmlString::new("timestamp"),
+            XmlString::new(rfc3339(ctx.started)),
         );
-        file.write_all(head.as_bytes())
-            .map_err(|e| write_error(path, e))?;
-        Ok(JunitWriter {
-            file,
-            ctx,
-            path: path.to_path_buf(),
-        })
+        let mut ran = TestCase::new(
+            format!("container scan of {} ran", ctx.image),
+            TestCaseStatus::success(),
+        );
+        ran.set_classname("scan-image").set_time(run_time(ctx));
+        suite.add_test_case(ran);
+        Ok(JunitWriter { file, ctx, suite })
     }
 
     fn case_name(f: &Finding<'_, '_>) -> String {
@@ -70,71 +78,56 @@ impl<'c> JunitWriter<'c> {
             f.url().unwrap_or(""),
             v.description.as_deref().unwrap_or("")
         );
-        let xml = format!(
-            "    <testcase classname=\"{}\" name=\"{}\">\n      <failure type=\"{}\" message=\"{}\">{}</failure>\n    </testcase>\n",
-            escape(&self.classname(f)),
-            escape(&Self::case_name(f)),
-            f.severity,
-            escape(&format!("{} {}: {}", f.severity, f.id(), f.title())),
-            escape(body.trim_end())
-        );
-        self.file
-            .write_all(xml.as_bytes())
-            .map_err(|e| write_error(&self.path, e))
+        let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+        status
+            .set_type(f.severity.to_string())
+            .set_message(format!("{} {}: {}", f.severity, f.id(), f.title()))
+            .set_description(body.trim_end());
+        let mut case = TestCase::new(Self::case_name(f), status);
+        case.set_classname(self.classname(f));
+        self.suite.add_test_case(case);
+        Ok(())
     }
 
     pub fn add_skipped(&mut self, f: &Finding<'_, '_>, reason: &str) -> JobResult<()> {
-        let xml = format!(
-            "    <testcase classname=\"{}\" name=\"{}\">\n      <skipped message=\"{}\"/>\n    </testcase>\n",
-            escape(&self.classname(f)),
-            escape(&Self::case_name(f)),
-            escape(&format!("suppressed: {reason}"))
-        );
-        self.file
-            .write_all(xml.as_bytes())
-            .map_err(|e| write_error(&self.path, e))
+        let mut status = TestCaseStatus::skipped();
+        status.set_message(format!("suppressed: {reason}"));
+        let mut case = TestCase::new(Self::case_name(f), status);
+        case.set_classname(self.classname(f));
+        self.suite.add_test_case(case);
+        Ok(())
     }
 
     pub fn finish(mut self) -> JobResult<()> {
-        self.file
-            .write_all(b"  </testsuite>\n</testsuites>\n")
-            .map_err(|e| write_error(&self.path, e))?;
+        let mut report = Report::new(self.suite.name.clone());
+        report.set_time(run_time(self.ctx));
+        report.add_test_suite(self.suite);
+        let path = self.file.path().to_path_buf();
+        report
+            .serialize(&mut self.file)
+            .map_err(|e| write_error(&path, std::io::Error::other(e)))?;
         self.file.commit()
     }
 }
 
-/// Escapes text for XML attributes and content, dropping characters XML 1.0
-/// cannot carry at all (most C0 controls).
-pub fn escape(s: &str) -> String {
-    let plain = |b: u8| {
-        b >= 0x20 && !matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'') || b == b'\n' || b == b'\t'
-    };
-    if s.bytes().all(plain) && !s.contains(['\u{FFFE}', '\u{FFFF}']) {
-        return s.to_string();
-    }
-    let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\n' | '\t' => out.push(c),
-            '\r' => out.push_str("&#13;"),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => {}
-            c => out.push(c),
-        }
-    }
-    out
+fn run_time(ctx: &ScanContext) -> Duration {
+    Duration::try_from_secs_f64(ctx.run_seconds.max(0.0)).unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::escape;
+    use super::*;
 
     #[test]
-    fn escapes_markup_and_drops_invalid_chars() {
-        assert_eq!(escape("a<b>&\"c'\u{1}"), "a&lt;b&gt;&amp;&quot;c&apos;");
+    fn markup_and_control_characters_come_out_well_formed() {
+        let mut suite = TestSuite::new("s");
+        let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+        status.set_message("a<b>&\"c'\u{1}").set_description("x</failure>\u{1b}");
+        suite.add_test_case(TestCase::new("t", status));
+        let mut r = Report::new("r");
+        r.add_test_suite(suite);
+        let xml = r.to_string().unwrap();
+        assert!(xml.contains("a&lt;b&gt;&amp;&quot;c&apos;"), "{xml}");
+        assert!(!xml.contains('\u{1}') && !xml.contains("x</failure>"), "{xml}");
     }
 }

@@ -1,58 +1,53 @@
-//! Path globs as trivy's ignore file uses them: `*` and `?` within one path
-//! segment, `**` across segments.
+//! Path globs as trivy's ignore file uses them (trivy matches with
+//! doublestar): `*` and `?` within one path segment, `**` across segments,
+//! `[…]` classes and `{a,b}` alternatives; by globset.
 
-/// Whether `path` matches `pattern`.
-pub fn matches(pattern: &str, path: &str) -> bool {
-    let p: Vec<&str> = pattern.trim_start_matches("./").split('/').collect();
-    let s: Vec<&str> = path
-        .trim_start_matches("./")
-        .trim_start_matches('/')
-        .split('/')
-        .collect();
-    match_segments(&p, &s)
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+
+/// The `paths` of one ignore entry, compiled once.
+pub fn compile(patterns: &[String]) -> Result<GlobSet, globset::Error> {
+    let mut set = GlobSetBuilder::new();
+    for p in patterns {
+        set.add(
+            GlobBuilder::new(p.trim_start_matches("./"))
+                .literal_separator(true)
+                .backslash_escape(true)
+                .build()?,
+        );
+    }
+    set.build()
 }
 
-fn match_segments(p: &[&str], s: &[&str]) -> bool {
-    match p.split_first() {
-        None => s.is_empty(),
-        Some((&"**", rest)) => (0..=s.len()).any(|i| match_segments(rest, &s[i..])),
-        Some((first, rest)) => match s.split_first() {
-            Some((seg, srest)) => {
-                match_segment(first.as_bytes(), seg.as_bytes()) && match_segments(rest, srest)
-            }
-            None => false,
-        },
-    }
-}
-
-fn match_segment(p: &[u8], s: &[u8]) -> bool {
-    match (p.first(), s.first()) {
-        (None, None) => true,
-        (Some(b'*'), _) => {
-            match_segment(&p[1..], s) || (!s.is_empty() && match_segment(p, &s[1..]))
-        }
-        (Some(b'?'), Some(_)) => match_segment(&p[1..], &s[1..]),
-        (Some(a), Some(b)) if a == b => match_segment(&p[1..], &s[1..]),
-        _ => false,
-    }
+/// Whether `path` (a package path or target as trivy reports it) matches.
+pub fn matches(set: &GlobSet, path: &str) -> bool {
+    set.is_match(path.trim_start_matches("./").trim_start_matches('/'))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::matches;
+    use super::*;
+
+    fn m(pattern: &str, path: &str) -> bool {
+        matches(&compile(&[pattern.to_string()]).unwrap(), path)
+    }
 
     #[test]
     fn globs() {
-        assert!(matches(
+        assert!(m(
             "usr/local/lib/python3.9/site-packages/setuptools-58.1.0.dist-info/METADATA",
             "usr/local/lib/python3.9/site-packages/setuptools-58.1.0.dist-info/METADATA"
         ));
-        assert!(matches("usr/lib/*/METADATA", "usr/lib/x/METADATA"));
-        assert!(!matches("usr/lib/*/METADATA", "usr/lib/x/y/METADATA"));
-        assert!(matches("**/package-lock.json", "app/web/package-lock.json"));
-        assert!(matches("**/package-lock.json", "package-lock.json"));
-        assert!(matches("app/**", "app/a/b"));
-        assert!(matches("a?c", "abc"));
-        assert!(!matches("a?c", "ac"));
+        assert!(m("usr/lib/*/METADATA", "usr/lib/x/METADATA"));
+        assert!(!m("usr/lib/*/METADATA", "usr/lib/x/y/METADATA"));
+        assert!(m("**/package-lock.json", "app/web/package-lock.json"));
+        assert!(m("**/package-lock.json", "package-lock.json"));
+        assert!(m("app/**", "app/a/b"));
+        assert!(m("./app/**", "/app/a/b"));
+        assert!(m("a?c", "abc"));
+        assert!(!m("a?c", "ac"));
+        assert!(!m("a?c", "a/c"));
+        assert!(m("lib/{a,b}.jar", "lib/b.jar"));
+        assert!(m("lib/[ab].jar", "lib/a.jar"));
+        assert!(compile(&["lib/[a.jar".to_string()]).is_err());
     }
 }

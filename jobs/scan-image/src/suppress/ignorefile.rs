@@ -17,7 +17,8 @@ use crate::trivy::report::{Target, Vulnerability};
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub id: String,
-    pub paths: Vec<String>,
+    /// Compiled `paths`; `None` when the entry has none (any path).
+    pub paths: Option<globset::GlobSet>,
     pub purls: Vec<String>,
     pub expired_at: Option<Date>,
     pub statement: Option<String>,
@@ -106,13 +107,13 @@ impl Entry {
         if self.id != v.vulnerability_id {
             return false;
         }
-        if !self.paths.is_empty() {
+        if let Some(paths) = &self.paths {
             let path = v
                 .pkg_path
                 .as_deref()
                 .filter(|p| !p.is_empty())
                 .unwrap_or(&target.target);
-            if !self.paths.iter().any(|p| glob::matches(p, path)) {
+            if !glob::matches(paths, path) {
                 return false;
             }
         }
@@ -158,7 +159,7 @@ pub fn parse_text(text: &str) -> JobResult<Vec<Entry>> {
         }
         out.push(Entry {
             id,
-            paths: vec![],
+            paths: None,
             purls: vec![],
             expired_at,
             statement: None,
@@ -190,9 +191,15 @@ pub fn parse_yaml(text: &str) -> JobResult<Vec<Entry>> {
                     )));
                 }
             };
+            let paths = match e.paths.filter(|p| !p.is_empty()) {
+                None => None,
+                Some(p) => Some(glob::compile(&p).map_err(|why| {
+                    JobError::usage(format!("entry {}: paths: {why}", e.id))
+                })?),
+            };
             Ok(Entry {
                 id: e.id,
-                paths: e.paths.unwrap_or_default(),
+                paths,
                 purls: e.purls.unwrap_or_default(),
                 expired_at,
                 statement: e.statement,

@@ -200,6 +200,8 @@ impl fmt::Display for ReportError {
     }
 }
 
+impl std::error::Error for ReportError {}
+
 /// Reads only the header (findings are skipped without being built).
 pub fn read_header(bytes: &[u8]) -> Result<Header<'_>, ReportError> {
     // A syntax check first, so "not JSON" and "not trivy's shape" read differently.

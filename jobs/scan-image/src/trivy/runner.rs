@@ -1,5 +1,15 @@
-//! Running trivy as a child process: once per scan, JSON to a file, registry
-//! credentials through its environment (never its argv), bounded by a timeout.
+//! Running trivy as a child process: once per scan, JSON to a file, bounded
+//! by a timeout, and isolated from the checkout and the job's environment:
+//!
+//! - **Config:** `--config` points at an empty file scan-image creates, so a
+//!   `trivy.yaml` committed to the project (or named by `TRIVY_CONFIG`)
+//!   changes nothing; every setting is a flag. trivy also runs in a temp
+//!   directory, not the checkout.
+//! - **Environment:** cleared, then only [`PASSED_ENV`] is copied from the
+//!   job's; `DOCKER_CONFIG` points at an empty directory; registry
+//!   credentials for IMAGE's registry go in `TRIVY_USERNAME`/`TRIVY_PASSWORD`
+//!   (never argv). No other `TRIVY_*` variable reaches trivy.
+//! - **`--insecure`:** see [`crate::config::insecure_rule`].
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
@@ -8,8 +18,77 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kit::credentials::Credentials;
+use kit::env::Env;
 use kit::secret::Redactor;
-use kit::{JobError, JobResult};
+
+use crate::config::DbSettings;
+use crate::error::Error;
+
+/// What a child process gets of the job's environment, by name: what finds
+/// programs and writable places, proxies, and extra CA certificates.
+pub const PASSED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "TMPDIR",
+    "XDG_CACHE_HOME",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+];
+
+/// The directory trivy runs in: its empty config, an empty docker config
+/// directory, and its output. Removed when dropped.
+pub struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Result<Sandbox, Error> {
+        let dir = tempfile::Builder::new()
+            .prefix("scan-image.")
+            .tempdir()
+            .map_err(Error::TempDir)?;
+        std::fs::write(dir.path().join("trivy.yaml"), b"").map_err(Error::TempDir)?;
+        std::fs::write(dir.path().join("empty.trivyignore"), b"").map_err(Error::TempDir)?;
+        std::fs::create_dir(dir.path().join("docker")).map_err(Error::TempDir)?;
+        Ok(Sandbox { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The config trivy is given: an empty file.
+    pub fn config(&self) -> PathBuf {
+        self.path().join("trivy.yaml")
+    }
+
+    /// The ignore file trivy is given (empty: scan-image applies them).
+    pub fn ignore_file(&self) -> PathBuf {
+        self.path().join("empty.trivyignore")
+    }
+
+    /// `program` with a cleared environment but for [`PASSED_ENV`], run in
+    /// the sandbox.
+    pub fn command(&self, program: &Path, env: &dyn Env) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env_clear().current_dir(self.path());
+        for name in PASSED_ENV {
+            if let Some(v) = env.var(name) {
+                cmd.env(name, v);
+            }
+        }
+        // trivy's keychain falls back to the docker config: give it none, so
+        // it holds no credentials but those for IMAGE's registry.
+        cmd.env("DOCKER_CONFIG", self.path().join("docker"));
+        cmd
+    }
+}
 
 /// How to run one `trivy image` scan.
 #[derive(Debug)]
@@ -17,32 +96,40 @@ pub struct ImageScan<'a> {
     pub program: &'a Path,
     pub image: &'a str,
     pub platform: Option<&'a str>,
-    /// Allow plain HTTP / unverified TLS to the image's registry.
+    /// trivy's global `--insecure` (already decided by the config's rule).
     pub insecure: bool,
     pub credentials: Option<&'a Credentials>,
     /// Include every package (needed for an SBOM by `trivy convert`).
     pub list_all_pkgs: bool,
     pub timeout: Duration,
     pub output: &'a Path,
+    /// The empty config file.
+    pub config: &'a Path,
     /// Passed as `--ignorefile` so trivy itself suppresses nothing.
     pub ignore_file: &'a Path,
+    pub db: &'a DbSettings,
 }
 
 impl ImageScan<'_> {
     /// The argv after the program name. Credentials are not in it.
     pub fn args(&self) -> Vec<String> {
+        let path = |p: &Path| p.display().to_string();
         let mut a: Vec<String> = vec![
             "image".into(),
+            "--config".into(),
+            path(self.config),
             "--quiet".into(),
             "--format".into(),
             "json".into(),
-        ];
-        a.extend(["--output".into(), self.output.display().to_string()]);
-        a.extend(["--scanners".into(), "vuln".into()]);
-        a.extend([
+            "--output".into(),
+            path(self.output),
+            "--scanners".into(),
+            "vuln".into(),
             "--ignorefile".into(),
-            self.ignore_file.display().to_string(),
-        ]);
+            path(self.ignore_file),
+            "--skip-version-check".into(),
+            "--disable-telemetry".into(),
+        ];
         // trivy's own deadline sits past ours, so our timeout (exit 4) wins.
         a.extend([
             "--timeout".into(),
@@ -50,6 +137,21 @@ impl ImageScan<'_> {
         ]);
         if let Some(p) = self.platform {
             a.extend(["--platform".into(), p.into()]);
+        }
+        if let Some(d) = &self.db.cache_dir {
+            a.extend(["--cache-dir".into(), path(d)]);
+        }
+        for r in &self.db.repositories {
+            a.extend(["--db-repository".into(), r.clone()]);
+        }
+        for r in &self.db.java_repositories {
+            a.extend(["--java-db-repository".into(), r.clone()]);
+        }
+        if self.db.skip_update {
+            a.push("--skip-db-update".into());
+        }
+        if self.db.skip_java_update {
+            a.push("--skip-java-db-update".into());
         }
         if self.insecure {
             a.push("--insecure".into());
@@ -61,35 +163,35 @@ impl ImageScan<'_> {
         a
     }
 
-    pub fn run(&self) -> JobResult<()> {
-        let mut cmd = Command::new(self.program);
-        cmd.args(self.args())
-            .env_remove("TRIVY_IGNOREFILE")
-            .env_remove("TRIVY_IGNORE_UNFIXED");
+    pub fn run(&self, sandbox: &Sandbox, env: &dyn Env) -> Result<(), Error> {
+        let mut cmd = sandbox.command(self.program, env);
+        cmd.args(self.args());
         let mut redactor = Redactor::new();
         if let Some(c) = self.credentials {
             cmd.env("TRIVY_USERNAME", &c.username)
                 .env("TRIVY_PASSWORD", c.password.expose());
             redactor.add(&c.password);
         }
-        if self.insecure {
-            // For registries on plain HTTP (trivy's switch for them).
-            cmd.env("TRIVY_NON_SSL", "true");
-        }
         run_bounded(cmd, self.program, "trivy image", self.timeout, &redactor)
     }
 }
 
 /// `trivy convert --format cyclonedx` of a JSON report: the SBOM comes from
-/// the same scan, not a second one.
+/// the same scan, not a second one. Paths must be absolute (it runs in the
+/// sandbox).
 pub fn convert_to_cyclonedx(
     program: &Path,
+    sandbox: &Sandbox,
+    env: &dyn Env,
     json: &Path,
     out: &Path,
     timeout: Duration,
-) -> JobResult<()> {
-    let mut cmd = Command::new(program);
-    cmd.args(["convert", "--quiet", "--format", "cyclonedx", "--output"])
+) -> Result<(), Error> {
+    let mut cmd = sandbox.command(program, env);
+    cmd.arg("convert")
+        .arg("--config")
+        .arg(sandbox.config())
+        .args(["--quiet", "--format", "cyclonedx", "--output"])
         .arg(out)
         .arg(json);
     run_bounded(cmd, program, "trivy convert", timeout, &Redactor::new())
@@ -99,10 +201,10 @@ pub fn convert_to_cyclonedx(
 fn run_bounded(
     mut cmd: Command,
     program: &Path,
-    what: &str,
+    what: &'static str,
     timeout: Duration,
     redactor: &Redactor,
-) -> JobResult<()> {
+) -> Result<(), Error> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -127,27 +229,20 @@ fn run_bounded(
     };
     let tail = redactor.redact(&tail.into_iter().collect::<Vec<_>>().join(" | "));
     match status {
-        None => Err(JobError::timeout(format!(
-            "{what} did not finish within {}; raise --timeout (SCAN_TIMEOUT) or check the registry",
-            kit::duration::human(timeout)
-        ))),
+        None => Err(Error::TrivyTimeout { what, timeout }),
         Some(Ok(s)) if s.success() => Ok(()),
-        Some(Ok(s)) => {
-            let code = s
+        Some(Ok(s)) => Err(Error::TrivyFailed {
+            what,
+            status: s
                 .code()
-                .map_or_else(|| "a signal".to_string(), |c| format!("status {c}"));
-            let tail = if tail.is_empty() {
+                .map_or_else(|| "a signal".to_string(), |c| format!("status {c}")),
+            tail: if tail.is_empty() {
                 "no output on stderr".to_string()
             } else {
                 tail
-            };
-            Err(JobError::remote(format!(
-                "{what} failed with {code}: {tail}"
-            )))
-        }
-        Some(Err(e)) => Err(JobError::remote(format!(
-            "{what}: waiting for the process failed: {e}"
-        ))),
+            },
+        }),
+        Some(Err(source)) => Err(Error::TrivyWait { what, source }),
     }
 }
 
@@ -171,20 +266,17 @@ fn wait_with_timeout(
     }
 }
 
-fn spawn_error(program: &Path, e: std::io::Error) -> JobError {
+fn spawn_error(program: &Path, e: std::io::Error) -> Error {
     if e.kind() == std::io::ErrorKind::NotFound {
-        JobError::usage(format!(
-            "trivy not found ({}): install it (https://trivy.dev/latest/getting-started/installation/), set SCAN_TRIVY to its path, or convert an existing report with --trivy-report FILE",
-            program.display()
-        ))
+        Error::TrivyNotFound {
+            program: program.to_path_buf(),
+        }
     } else {
-        JobError::usage(format!("cannot run trivy ({}): {e}", program.display()))
+        Error::TrivySpawn {
+            program: program.to_path_buf(),
+            source: e,
+        }
     }
-}
-
-/// The trivy program: an explicit path, else `trivy` from PATH.
-pub fn program(explicit: Option<&Path>) -> PathBuf {
-    explicit.map_or_else(|| PathBuf::from("trivy"), Path::to_path_buf)
 }
 
 #[cfg(test)]
@@ -192,8 +284,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn argv_has_no_credentials() {
+    fn argv_has_no_credentials_and_an_explicit_config() {
         let creds = Credentials::new("ci-user", "s3cr3t-pass");
+        let db = DbSettings::default();
         let scan = ImageScan {
             program: Path::new("trivy"),
             image: "registry.example.com/app@sha256:0000000000000000000000000000000000000000000000000000000000000000",
@@ -203,14 +296,16 @@ mod tests {
             list_all_pkgs: false,
             timeout: Duration::from_secs(300),
             output: Path::new("/tmp/out.json"),
+            config: Path::new("/tmp/sandbox/trivy.yaml"),
             ignore_file: Path::new("/tmp/empty"),
+            db: &db,
         };
         let a = scan.args();
         assert!(
             !a.iter()
                 .any(|x| x.contains("s3cr3t") || x.contains("ci-user"))
         );
-        assert_eq!(&a[..4], ["image", "--quiet", "--format", "json"]);
+        assert_eq!(&a[..3], ["image", "--config", "/tmp/sandbox/trivy.yaml"]);
         assert!(a.windows(2).any(|w| w == ["--platform", "linux/arm64"]));
         assert!(a.contains(&"--insecure".to_string()));
         assert_eq!(a.last().unwrap(), scan.image);
