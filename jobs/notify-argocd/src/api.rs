@@ -1,84 +1,61 @@
-//! Argo CD's REST API (the grpc-gateway in front of its gRPC API server), as
-//! described by `assets/swagger.json`: session login, Application get/list,
-//! sync, and the watch stream. Every answer that is not 2xx becomes a
-//! [`Failure`] carrying the gRPC code of grpc-gateway's
-//! `{"error","code","message"}` body, with secrets scrubbed.
+//! Argo CD's REST API (the grpc-gateway in front of its gRPC API server),
+//! as its swagger spec describes it: session login, Application get/list,
+//! sync, and the watch stream. Answers are read into the typed models of
+//! [`crate::model`]; a refusal is a [`kit::api::ApiError`] carrying
+//! grpc-gateway's `{"error","code","message"}` body, with secrets scrubbed.
 
 use std::time::Duration;
 
-use kit::http::{RetryPolicy, describe, send_with_retry};
+use kit::api::ApiError;
+use kit::http::{RetryPolicy, send_with_retry};
 use kit::secret::{Redactor, Secret};
-use kit::{JobError, JobResult};
 use reqwest::{Client, RequestBuilder, Response};
-use serde_json::Value;
+use serde::Serialize;
 use url::Url;
+
+use crate::model::{Application, ApplicationList, SessionResponse};
+
+/// The service name in error messages.
+pub const SERVICE: &str = "Argo CD";
 
 /// How long one unary call may take (a refresh blocks until Argo CD has
 /// reconciled the app, which can take a while on a busy controller).
 const CALL_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A failed call: HTTP status (none when the server was not reached), the
-/// gRPC code from the body, and a one-line, secret-free message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    pub status: Option<u16>,
-    pub code: Option<u64>,
-    pub message: String,
-}
+/// The gRPC code Argo CD uses when it refuses a sync while another
+/// operation runs (FailedPrecondition).
+pub const CODE_FAILED_PRECONDITION: &str = "9";
 
-/// gRPC codes Argo CD uses in error bodies.
-pub const CODE_FAILED_PRECONDITION: u64 = 9;
-
-impl Failure {
-    /// Argo CD refuses a sync while another operation runs; worth waiting for.
-    pub fn is_operation_in_progress(&self) -> bool {
-        self.code == Some(CODE_FAILED_PRECONDITION)
-            && self
+/// Argo CD refuses a sync while another operation runs; worth waiting for.
+pub fn is_operation_in_progress(e: &ApiError) -> bool {
+    e.body().is_some_and(|b| {
+        b.code.as_deref() == Some(CODE_FAILED_PRECONDITION)
+            && b
                 .message
-                .contains("another operation is already in progress")
-    }
-
-    /// Maps to the job's exit codes: every remote refusal is exit 3, with a
-    /// hint for the usual causes.
-    pub fn into_job(self, what: &str) -> JobError {
-        let hint = match self.status {
-            Some(401) => " (check ARGOCD_AUTH_TOKEN, or --username/--password; tokens expire)",
-            Some(403) => {
-                " (the account lacks this permission in Argo CD's RBAC; Argo CD also answers 403 for an app that does not exist when the account may not list it)"
-            }
-            Some(404) => " (check the app name, --app-namespace and --project)",
-            _ => "",
-        };
-        let status = match (self.status, self.code) {
-            (Some(s), Some(c)) => format!("HTTP {s}, {}: ", grpc_code_name(c)),
-            (Some(s), None) => format!("HTTP {s}: "),
-            _ => String::new(),
-        };
-        JobError::remote(format!("{what}: {status}{}{hint}", self.message))
-    }
+                .as_deref()
+                .is_some_and(|m| m.contains("another operation is already in progress"))
+    })
 }
 
-pub fn grpc_code_name(code: u64) -> &'static str {
-    match code {
-        0 => "OK",
-        1 => "Canceled",
-        2 => "Unknown",
-        3 => "InvalidArgument",
-        4 => "DeadlineExceeded",
-        5 => "NotFound",
-        6 => "AlreadyExists",
-        7 => "PermissionDenied",
-        8 => "ResourceExhausted",
-        9 => "FailedPrecondition",
-        10 => "Aborted",
-        11 => "OutOfRange",
-        12 => "Unimplemented",
-        13 => "Internal",
-        14 => "Unavailable",
-        15 => "DataLoss",
-        16 => "Unauthenticated",
-        _ => "code",
-    }
+/// `applicationApplicationSyncRequest`: the fields this job sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncRequest {
+    pub name: String,
+    pub prune: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+}
+
+/// `sessionSessionCreateRequest`.
+#[derive(Serialize)]
+struct SessionCreateRequest<'a> {
+    username: &'a str,
+    password: &'a str,
 }
 
 /// A client bound to one Argo CD server and one credential.
@@ -91,44 +68,6 @@ pub struct Api {
     retry: RetryPolicy,
     pub app_namespace: Option<String>,
     pub project: Option<String>,
-}
-
-/// Parses `--server`: `https://host[:port][/base]`, `http://…` for plain
-/// HTTP, or a bare `host[:port]` as the argocd CLI takes it (HTTPS).
-pub fn parse_server(server: &str) -> JobResult<Url> {
-    let s = server.trim();
-    if s.is_empty() {
-        return Err(JobError::usage("--server (ARGOCD_SERVER) is empty"));
-    }
-    let with_scheme = if s.contains("://") {
-        s.to_string()
-    } else {
-        format!("https://{s}")
-    };
-    let mut url = Url::parse(&with_scheme).map_err(|e| {
-        JobError::usage(format!(
-            "--server {:?} is not a URL: {e}",
-            kit::secret::redact_url_credentials(s)
-        ))
-    })?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(JobError::usage(format!(
-            "--server must be https:// or http://, not {}://",
-            url.scheme()
-        )));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(JobError::usage(
-            "--server must not carry credentials; use ARGOCD_AUTH_TOKEN or --username/--password",
-        ));
-    }
-    url.set_query(None);
-    url.set_fragment(None);
-    if !url.path().ends_with('/') {
-        let p = format!("{}/", url.path());
-        url.set_path(&p);
-    }
-    Ok(url)
 }
 
 impl Api {
@@ -155,13 +94,13 @@ impl Api {
     }
 
     /// The Argo CD UI page of an app.
-    pub fn ui_url(&self, namespace: &str, name: &str) -> String {
+    pub fn ui_url(&self, namespace: Option<&str>, name: &str) -> String {
         let mut u = self.base.clone();
         {
             let mut seg = u.path_segments_mut().expect("http url");
             seg.pop_if_empty().push("applications");
-            if !namespace.is_empty() {
-                seg.push(namespace);
+            if let Some(ns) = namespace.filter(|n| !n.is_empty()) {
+                seg.push(ns);
             }
             seg.push(name);
         }
@@ -191,91 +130,88 @@ impl Api {
         rb.bearer_auth(self.token.expose())
     }
 
-    fn scrub(&self, s: &str) -> String {
-        self.redactor.redact(s)
-    }
-
-    async fn send(&self, make: impl FnMut() -> RequestBuilder) -> Result<Response, Failure> {
-        send_with_retry(&self.retry, make)
-            .await
-            .map_err(|e| Failure {
-                status: None,
-                code: None,
-                message: self.scrub(&format!("cannot reach {}: {}", self.base, describe(&e))),
-            })
-    }
-
-    /// Turns a non-2xx answer into a [`Failure`] (reads grpc-gateway's body).
-    async fn check(&self, resp: Response) -> Result<Response, Failure> {
-        if resp.status().is_success() {
-            return Ok(resp);
-        }
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        Err(self.failure_from_body(status, &text))
-    }
-
-    fn failure_from_body(&self, status: u16, text: &str) -> Failure {
-        let body: Option<Value> = serde_json::from_str(text).ok();
-        let code = body
-            .as_ref()
-            .and_then(|b| b.get("code"))
-            .and_then(Value::as_u64);
-        let msg = body
-            .as_ref()
-            .and_then(|b| b.get("message").or_else(|| b.get("error")))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| {
-                let t: String = text.chars().take(200).collect();
-                if t.trim().is_empty() {
-                    http_reason(status).to_string()
-                } else {
-                    t
+    /// Removes every known secret from an error's texts.
+    fn scrub(&self, e: ApiError) -> ApiError {
+        let r = |s: String| self.redactor.redact(&s);
+        match e {
+            ApiError::Status {
+                service,
+                method,
+                url,
+                status,
+                mut body,
+            } => {
+                body.message = body.message.map(r);
+                body.code = body.code.map(r);
+                body.excerpt = r(std::mem::take(&mut body.excerpt));
+                ApiError::Status {
+                    service,
+                    method,
+                    url: r(url),
+                    status,
+                    body,
                 }
-            });
-        Failure {
-            status: Some(status),
-            code,
-            message: self.scrub(msg.replace(['\r', '\n'], " ").trim()),
+            }
+            ApiError::Unexpected {
+                service,
+                url,
+                reason,
+            } => ApiError::Unexpected {
+                service,
+                url: r(url),
+                reason: r(reason),
+            },
+            ApiError::Transport {
+                service,
+                url,
+                reason,
+                timed_out,
+            } => ApiError::Transport {
+                service,
+                url: r(url),
+                reason: r(reason),
+                timed_out,
+            },
         }
     }
 
-    async fn json(&self, resp: Response) -> Result<Value, Failure> {
-        let status = resp.status().as_u16();
-        let text = resp.text().await.map_err(|e| Failure {
-            status: Some(status),
-            code: None,
-            message: self.scrub(&format!("reading the answer: {}", describe(&e))),
-        })?;
-        serde_json::from_str(&text).map_err(|e| Failure {
-            status: Some(status),
-            code: None,
-            message: format!("the answer is not JSON ({e}); is --server an Argo CD API server?"),
-        })
+    /// Sends with the kit's retries and reads the answer as `T`.
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &'static str,
+        url: &Url,
+        make: impl FnMut() -> RequestBuilder,
+    ) -> Result<T, ApiError> {
+        let resp = send_with_retry(&self.retry, make)
+            .await
+            .map_err(|e| self.scrub(ApiError::transport(SERVICE, url.as_str(), &e)))?;
+        kit::api::json(resp, SERVICE, method)
+            .await
+            .map_err(|e| self.scrub(e))
     }
 
     /// `POST /api/v1/session`: trades a local user's password for a token.
-    pub async fn login(&self, username: &str, password: &Secret) -> Result<Secret, Failure> {
+    pub async fn login(&self, username: &str, password: &Secret) -> Result<Secret, ApiError> {
         let url = self.url(&["session"], &[]);
-        let body = serde_json::json!({ "username": username, "password": password.expose() });
-        let resp = self
-            .send(|| {
+        let body = SessionCreateRequest {
+            username,
+            password: password.expose(),
+        };
+        let answer: SessionResponse = self
+            .call("POST", &url, || {
                 self.http
                     .post(url.clone())
                     .timeout(CALL_TIMEOUT)
                     .json(&body)
             })
             .await?;
-        let resp = self.check(resp).await?;
-        let v = self.json(resp).await?;
-        match v.get("token").and_then(Value::as_str) {
+        match answer.token {
             Some(t) if !t.is_empty() => Ok(Secret::new(t)),
-            _ => Err(Failure {
-                status: Some(200),
-                code: None,
-                message: "the session answer holds no token".into(),
-            }),
+            _ => Err(ApiError::unexpected(
+                SERVICE,
+                url.as_str(),
+                "the session answer holds no token",
+            )),
         }
     }
 
@@ -288,7 +224,7 @@ impl Api {
 
     /// `GET /api/v1/applications/{name}`, with `refresh=normal|hard` when
     /// asked (the server then answers once the app is reconciled).
-    pub async fn get_app(&self, name: &str, refresh: Option<&str>) -> Result<Value, Failure> {
+    pub async fn get_app(&self, name: &str, refresh: Option<&str>) -> Result<Application, ApiError> {
         let url = self.url(
             &["applications", name],
             &[
@@ -297,15 +233,14 @@ impl Api {
                 ("project", self.project.as_deref().unwrap_or("")),
             ],
         );
-        let resp = self
-            .send(|| self.authed(self.http.get(url.clone()).timeout(CALL_TIMEOUT)))
-            .await?;
-        let resp = self.check(resp).await?;
-        self.json(resp).await
+        self.call("GET", &url, || {
+            self.authed(self.http.get(url.clone()).timeout(CALL_TIMEOUT))
+        })
+        .await
     }
 
-    /// `GET /api/v1/applications?selector=…`: the names of matching apps.
-    pub async fn list_apps(&self, selector: &str) -> Result<Vec<Value>, Failure> {
+    /// `GET /api/v1/applications?selector=…`: the matching apps.
+    pub async fn list_apps(&self, selector: &str) -> Result<Vec<Application>, ApiError> {
         let url = self.url(
             &["applications"],
             &[
@@ -314,100 +249,80 @@ impl Api {
                 ("projects", self.project.as_deref().unwrap_or("")),
             ],
         );
-        let resp = self
-            .send(|| self.authed(self.http.get(url.clone()).timeout(CALL_TIMEOUT)))
+        let list: ApplicationList = self
+            .call("GET", &url, || {
+                self.authed(self.http.get(url.clone()).timeout(CALL_TIMEOUT))
+            })
             .await?;
-        let resp = self.check(resp).await?;
-        let v = self.json(resp).await?;
-        Ok(v.get("items")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default())
+        Ok(list.items.unwrap_or_default())
     }
 
-    /// `POST /api/v1/applications/{name}/sync` with an
-    /// `applicationApplicationSyncRequest` body.
-    pub async fn sync(&self, name: &str, body: &Value) -> Result<Value, Failure> {
-        let url = self.url(&["applications", name, "sync"], &[]);
-        let resp = self
-            .send(|| self.authed(self.http.post(url.clone()).timeout(CALL_TIMEOUT).json(body)))
-            .await?;
-        let resp = self.check(resp).await?;
-        self.json(resp).await
+    /// `POST /api/v1/applications/{name}/sync`.
+    pub async fn sync(&self, body: &SyncRequest) -> Result<Application, ApiError> {
+        let url = self.url(&["applications", &body.name, "sync"], &[]);
+        self.call("POST", &url, || {
+            self.authed(self.http.post(url.clone()).timeout(CALL_TIMEOUT).json(body))
+        })
+        .await
     }
 
-    /// Opens `GET /api/v1/stream/applications?name=…` asking for server-sent
-    /// events (the parser also reads grpc-gateway's newline-delimited JSON).
-    /// No retries here: the caller falls back to polling.
-    pub async fn open_stream(&self, name: &str) -> Result<Response, Failure> {
-        let url = self.url(
+    /// The URL of the watch stream for `name`.
+    pub fn stream_url(&self, name: &str) -> Url {
+        self.url(
             &["stream", "applications"],
             &[
                 ("name", name),
                 ("appNamespace", self.app_namespace.as_deref().unwrap_or("")),
             ],
-        );
+        )
+    }
+
+    /// Opens `GET /api/v1/stream/applications?name=…` asking for server-sent
+    /// events (the parser also reads grpc-gateway's newline-delimited JSON).
+    /// No retries here: the caller falls back to polling.
+    pub async fn open_stream(&self, name: &str) -> Result<Response, ApiError> {
+        let url = self.stream_url(name);
         let resp = self
             .authed(
                 self.http
-                    .get(url)
+                    .get(url.clone())
                     .header(reqwest::header::ACCEPT, "text/event-stream"),
             )
             .send()
             .await
-            .map_err(|e| Failure {
-                status: None,
-                code: None,
-                message: self.scrub(&describe(&e)),
-            })?;
-        self.check(resp).await
+            .map_err(|e| self.scrub(ApiError::transport(SERVICE, url.as_str(), &e)))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let body = kit::api::read_limited(resp, SERVICE, 64 * 1024)
+            .await
+            .unwrap_or_default();
+        Err(self.scrub(ApiError::from_status(
+            SERVICE,
+            "GET",
+            url.as_str(),
+            status,
+            &body,
+        )))
     }
 
     /// Scrubs a text that may hold a secret (for stream errors).
     pub fn redact(&self, s: &str) -> String {
-        self.scrub(s)
+        self.redactor.redact(s)
     }
-}
-
-fn http_reason(status: u16) -> &'static str {
-    reqwest::StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("error")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn server_forms() {
-        assert_eq!(
-            parse_server("argocd.example.com").unwrap().as_str(),
-            "https://argocd.example.com/"
-        );
-        assert_eq!(
-            parse_server("http://127.0.0.1:8080").unwrap().as_str(),
-            "http://127.0.0.1:8080/"
-        );
-        assert_eq!(
-            parse_server("https://h/argo-cd").unwrap().as_str(),
-            "https://h/argo-cd/"
-        );
-        assert_eq!(parse_server("").unwrap_err().kind, kit::ExitKind::Usage);
-        assert_eq!(
-            parse_server("ftp://h").unwrap_err().kind,
-            kit::ExitKind::Usage
-        );
-        let e = parse_server("https://admin:hunter22@h").unwrap_err();
-        assert!(!e.message.contains("hunter22"));
-    }
+    use reqwest::StatusCode;
 
     fn api(base: &str) -> Api {
         let mut r = Redactor::new();
         r.add_str("tok-secret-123");
         Api::new(
-            parse_server(base).unwrap(),
+            Url::parse(base).unwrap(),
             Client::new(),
             Secret::new("tok-secret-123"),
             r,
@@ -417,7 +332,7 @@ mod tests {
 
     #[test]
     fn urls() {
-        let mut a = api("https://h/base");
+        let mut a = api("https://h/base/");
         a.app_namespace = Some("team-a".into());
         assert_eq!(
             a.url(
@@ -428,29 +343,59 @@ mod tests {
             "https://h/base/api/v1/applications/my%20app?refresh=hard"
         );
         assert_eq!(
-            a.ui_url("argocd", "sensor"),
+            a.ui_url(Some("argocd"), "sensor"),
             "https://h/base/applications/argocd/sensor"
+        );
+        assert_eq!(
+            a.stream_url("sensor").as_str(),
+            "https://h/base/api/v1/stream/applications?name=sensor&appNamespace=team-a"
         );
     }
 
     #[test]
-    fn failures_from_grpc_gateway_bodies() {
-        let a = api("https://h");
-        let f = a.failure_from_body(400, r#"{"error":"another operation is already in progress","code":9,"message":"another operation is already in progress"}"#);
-        assert!(f.is_operation_in_progress());
-        let f = a.failure_from_body(
-            401,
-            r#"{"code":16,"message":"invalid session: tok-secret-123 expired"}"#,
+    fn grpc_gateway_refusals_are_read_and_scrubbed() {
+        let a = api("https://h/");
+        let busy = ApiError::from_status(
+            SERVICE,
+            "POST",
+            "https://h/api/v1/applications/a/sync",
+            StatusCode::BAD_REQUEST,
+            br#"{"error":"another operation is already in progress","code":9,"message":"another operation is already in progress"}"#,
         );
-        let e = f.into_job("reading app sensor");
-        assert_eq!(e.kind, kit::ExitKind::Remote);
-        assert!(
-            e.message.contains("HTTP 401, Unauthenticated"),
-            "{}",
-            e.message
+        assert!(is_operation_in_progress(&busy));
+        let other = ApiError::from_status(
+            SERVICE,
+            "POST",
+            "https://h/api/v1/applications/a/sync",
+            StatusCode::BAD_REQUEST,
+            br#"{"code":3,"message":"another operation is already in progress? no: bad request"}"#,
         );
-        assert!(!e.message.contains("tok-secret-123"));
-        let f = a.failure_from_body(502, "");
-        assert_eq!(f.message, "Bad Gateway");
+        assert!(!is_operation_in_progress(&other));
+        let e = a.scrub(ApiError::from_status(
+            SERVICE,
+            "GET",
+            "https://h/api/v1/applications/a",
+            StatusCode::UNAUTHORIZED,
+            br#"{"code":16,"message":"invalid session: tok-secret-123 expired"}"#,
+        ));
+        assert_eq!(
+            e.to_string(),
+            "Argo CD answered 401 to GET https://h/api/v1/applications/a: invalid session: [redacted] expired"
+        );
+    }
+
+    #[test]
+    fn the_sync_request_holds_only_what_is_set() {
+        let body = SyncRequest {
+            name: "sensor".into(),
+            prune: false,
+            revision: None,
+            app_namespace: Some("team-iot".into()),
+            project: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            serde_json::json!({"name": "sensor", "prune": false, "appNamespace": "team-iot"})
+        );
     }
 }

@@ -1,105 +1,53 @@
 //! The whole job: credentials, which apps, one waiter per app running
 //! concurrently under one deadline, the summary table and the dotenv file.
+//! Every flag was checked in [`crate::config`] before any of this runs.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kit::env::Env;
-use kit::http::{HttpOptions, RetryPolicy};
+use kit::http::RetryPolicy;
+use kit::job::{Outcome, UsageError};
 use kit::joblog;
 use kit::secret::{Redactor, Secret};
-use kit::{JobError, JobResult};
-use serde_json::Value;
 
-use crate::api::{Api, parse_server};
+use crate::api::Api;
+use crate::cli::Args;
+use crate::config::{Config, Credentials};
+use crate::error::Error;
 use crate::state::short;
-use crate::watch::{Row, Rows, WaitOptions, WatchMode, wait_app};
+use crate::watch::{Row, Rows, WaitOptions, Waited, wait_app};
 
-/// Everything the job needs, as `main` parsed it from flags and env.
-#[derive(Debug, Clone)]
-pub struct Options {
-    pub server: String,
-    pub apps: Vec<String>,
-    pub selector: Option<String>,
-    pub auth_token: Option<Secret>,
-    pub username: Option<String>,
-    pub password: Option<Secret>,
-    pub revision: Option<String>,
-    pub sync: bool,
-    pub prune: bool,
-    pub hard_refresh: bool,
-    pub timeout: Duration,
-    pub app_namespace: Option<String>,
-    pub project: Option<String>,
-    pub insecure: bool,
-    pub watch: WatchMode,
-    pub poll_interval: Duration,
-    /// Where to write `ARGOCD_APP_URL`/`DEPLOYED_REVISION`; `None`: nowhere.
-    pub dotenv: Option<PathBuf>,
+/// notify-argocd, for `kit::job::main`.
+pub struct Job;
+
+impl kit::job::Job for Job {
+    const NAME: &'static str = "notify-argocd";
+    const MULTI_THREAD: bool = true;
+    type Args = Args;
+    type Config = Config;
+    type Error = Error;
+
+    fn config(args: Args, env: &dyn Env) -> Result<Config, UsageError> {
+        Config::from_args(args, env)
+    }
+
+    // No `deadline`: `--timeout` is enforced in `run`, which knows what
+    // each app was still waiting for when it passed.
+
+    async fn run(config: Config, _env: &dyn Env) -> Result<Outcome, Error> {
+        run(config).await
+    }
 }
 
-fn nonempty(s: &Option<String>) -> Option<String> {
-    s.as_ref()
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-}
-
-pub async fn run(opts: Options, env: &dyn Env) -> JobResult<()> {
+pub async fn run(config: Config) -> Result<Outcome, Error> {
     let started = Instant::now();
-    let base = parse_server(&opts.server)?;
-    let mut apps: Vec<String> = Vec::new();
-    for a in opts
-        .apps
-        .iter()
-        .flat_map(|a| a.split(','))
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-    {
-        if !apps.iter().any(|x| x == a) {
-            apps.push(a.to_string());
-        }
-    }
-    let selector = nonempty(&opts.selector);
-    if apps.is_empty() && selector.is_none() {
-        return Err(JobError::usage(
-            "no application: give --app NAME (ARGOCD_APP) or --selector LABELS (ARGOCD_SELECTOR)",
-        ));
-    }
-    let revision = nonempty(&opts.revision);
-    if let Some(r) = &revision
-        && r.chars().any(char::is_whitespace)
-    {
-        return Err(JobError::usage(format!(
-            "--revision {r:?} contains whitespace"
-        )));
-    }
-    if opts.timeout.is_zero() {
-        return Err(JobError::usage("--timeout must be more than 0"));
-    }
-    if opts.poll_interval < Duration::from_millis(100) {
-        return Err(JobError::usage("--poll-interval must be at least 100ms"));
-    }
-    let token = opts
-        .auth_token
-        .clone()
-        .filter(|t| !t.expose().trim().is_empty());
-    let username = nonempty(&opts.username);
-    let password = opts.password.clone().filter(|p| !p.is_empty());
-    if token.is_none() && (username.is_none() || password.is_none()) {
-        return Err(JobError::usage(
-            "no credentials: set ARGOCD_AUTH_TOKEN (--auth-token), or --username and --password (ARGOCD_USERNAME/ARGOCD_PASSWORD)",
-        ));
-    }
-
+    let base = config.base.clone();
     let mut redactor = Redactor::new();
-    if let Some(t) = &token {
-        redactor.add(t);
+    for s in config.credentials.secrets() {
+        redactor.add(s);
     }
-    if let Some(p) = &password {
-        redactor.add(p);
-    }
-    if opts.insecure {
+    if config.insecure {
         joblog::warn(
             "--insecure: TLS certificates of the Argo CD server are NOT verified; anyone on the path can read the token",
         );
@@ -108,38 +56,30 @@ pub async fn run(opts: Options, env: &dyn Env) -> JobResult<()> {
             "{base} is plain HTTP: the token travels unencrypted"
         ));
     }
-    let http = kit::http::client(
-        &HttpOptions {
-            accept_invalid_certs: opts.insecure,
-            ..HttpOptions::default()
-        },
-        env,
-    )?;
     let retry = RetryPolicy {
         attempts: 5,
         base_delay: Duration::from_millis(500),
         ..RetryPolicy::default()
     };
-    let mut api = Api::new(
-        base.clone(),
-        http,
-        token.clone().unwrap_or_default(),
-        redactor,
-        retry,
-    );
-    api.app_namespace = nonempty(&opts.app_namespace);
-    api.project = nonempty(&opts.project);
+    let token = match &config.credentials {
+        Credentials::Token(t) => t.clone(),
+        Credentials::Login { .. } => Secret::default(),
+    };
+    let mut api = Api::new(base.clone(), config.http.clone(), token, redactor, retry);
+    api.app_namespace = config.app_namespace.clone();
+    api.project = config.project.clone();
 
     joblog::info(format!(
         "Argo CD {base}: {}{}, waiting up to {} for {}",
-        if opts.sync {
+        if config.sync {
             "refresh and sync"
         } else {
             "refresh"
         },
-        if opts.hard_refresh { " (hard)" } else { "" },
-        kit::duration::human(opts.timeout),
-        revision
+        if config.hard_refresh { " (hard)" } else { "" },
+        kit::duration::human(config.timeout),
+        config
+            .revision
             .as_deref()
             .map_or("the refreshed revision".to_string(), |r| format!(
                 "revision {}",
@@ -147,51 +87,40 @@ pub async fn run(opts: Options, env: &dyn Env) -> JobResult<()> {
             ))
     ));
 
-    let deadline = tokio::time::Instant::now() + opts.timeout;
+    let deadline = tokio::time::Instant::now() + config.timeout;
     let rows: Rows = Arc::new(Mutex::new(Vec::new()));
     let wait_opts = WaitOptions {
-        revision: revision.clone(),
-        sync: opts.sync,
-        prune: opts.prune,
-        hard_refresh: opts.hard_refresh,
-        watch: opts.watch,
-        poll_interval: opts.poll_interval,
+        revision: config.revision.clone(),
+        sync: config.sync,
+        prune: config.prune,
+        hard_refresh: config.hard_refresh,
+        watch: config.watch,
+        poll_interval: config.poll_interval,
         stream_idle: Duration::from_secs(60),
         started,
     };
 
+    let mut apps = config.apps.clone();
     let work = async {
-        if token.is_none()
-            && let (Some(u), Some(p)) = (&username, &password)
-        {
+        if let Credentials::Login { username, password } = &config.credentials {
             let t = api
-                .login(u, p)
+                .login(username, password)
                 .await
-                .map_err(|f| f.into_job(&format!("logging in to Argo CD as {u}")))?;
-            joblog::info(format!("logged in to Argo CD as {u}"));
+                .map_err(|e| Error::api(format!("logging in to Argo CD as {username}"), e))?;
+            joblog::info(format!("logged in to Argo CD as {username}"));
             api = api.clone().with_token(t);
         }
-        if let Some(sel) = &selector {
+        if let Some(sel) = &config.selector {
             let items = api
                 .list_apps(sel)
                 .await
-                .map_err(|f| f.into_job(&format!("listing apps with selector {sel:?}")))?;
-            let found: Vec<String> = items
-                .iter()
-                .filter_map(|a| {
-                    a.pointer("/metadata/name")
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                })
-                .collect();
+                .map_err(|e| Error::api(format!("listing apps with selector {sel:?}"), e))?;
+            let found: Vec<String> = items.iter().map(|a| a.name().to_string()).collect();
             if found.is_empty() {
-                return Err(JobError::remote(format!(
-                    "no Argo CD application matches --selector {sel:?}{}",
-                    api.project
-                        .as_deref()
-                        .map(|p| format!(" in project {p}"))
-                        .unwrap_or_default()
-                )));
+                return Err(Error::NoMatch {
+                    selector: sel.clone(),
+                    project: config.project.clone(),
+                });
             }
             joblog::info(format!(
                 "selector {sel:?} matches {} app(s): {}",
@@ -220,23 +149,29 @@ pub async fn run(opts: Options, env: &dyn Env) -> JobResult<()> {
     };
     let outcome = match tokio::time::timeout_at(deadline, work).await {
         Ok(r) => r,
-        Err(_) => Err(timeout_error(&rows, opts.timeout)),
+        Err(_) => Err(timeout_error(&rows, config.timeout)),
     };
 
-    print_table(&rows, outcome.is_ok());
-    outcome?;
+    print_table(&rows, matches!(outcome, Ok(Outcome::Done)));
+    if !matches!(outcome, Ok(Outcome::Done)) {
+        return outcome;
+    }
 
-    if let Some(path) = opts.dotenv.as_ref().filter(|p| !p.as_os_str().is_empty()) {
+    if let Some(path) = &config.dotenv {
+        let dotenv_error = |source| Error::Dotenv {
+            path: path.display().to_string(),
+            source,
+        };
         let g = rows.lock().unwrap_or_else(|e| e.into_inner());
         let mut d = kit::dotenv::Dotenv::new();
         if let Some((_, first)) = g.first() {
-            d.set("ARGOCD_APP_URL", &first.url)?;
+            d.set("ARGOCD_APP_URL", &first.url).map_err(dotenv_error)?;
             let rev = first
                 .view
                 .as_ref()
-                .map(|v| v.sync_revision.clone())
+                .and_then(|v| v.sync_revision())
                 .unwrap_or_default();
-            d.set("DEPLOYED_REVISION", rev)?;
+            d.set("DEPLOYED_REVISION", rev).map_err(dotenv_error)?;
         }
         d.set(
             "ARGOCD_APPS",
@@ -244,61 +179,80 @@ pub async fn run(opts: Options, env: &dyn Env) -> JobResult<()> {
                 .map(|(n, _)| n.as_str())
                 .collect::<Vec<_>>()
                 .join(","),
-        )?;
-        d.write(path)?;
+        )
+        .map_err(dotenv_error)?;
+        d.write(path).map_err(dotenv_error)?;
         joblog::info(format!("wrote {}", path.display()));
     }
-    Ok(())
+    Ok(Outcome::Done)
 }
 
-/// Runs one waiter per app; the first failure stops the others (exit 1 "at
-/// once"), and is the job's result.
-async fn wait_all(api: &Api, apps: &[String], opts: &WaitOptions, rows: &Rows) -> JobResult<()> {
+/// Runs one waiter per app; the first refusal or failure stops the others
+/// (exit 1 "at once"), and is the job's result.
+async fn wait_all(
+    api: &Api,
+    apps: &[String],
+    opts: &WaitOptions,
+    rows: &Rows,
+) -> Result<Outcome, Error> {
     let mut set = tokio::task::JoinSet::new();
+    let mut ids = std::collections::HashMap::new();
     for name in apps {
         let (api, name, opts, rows) = (api.clone(), name.clone(), opts.clone(), rows.clone());
-        set.spawn(async move {
+        let n = name.clone();
+        let handle = set.spawn(async move {
             let r = wait_app(&api, &name, &opts, &rows).await;
             (name, r)
         });
+        ids.insert(handle.id(), n);
     }
     while let Some(joined) = set.join_next().await {
-        let (name, r) = joined
-            .map_err(|e| JobError::remote(format!("internal error: a waiter stopped: {e}")))?;
+        let (name, r) = match joined {
+            Ok(x) => x,
+            Err(source) => {
+                let app = ids.get(&source.id()).cloned().unwrap_or_default();
+                set.abort_all();
+                return Err(Error::Waiter { app, source });
+            }
+        };
         let took = opts.started.elapsed();
         let mut g = rows.lock().unwrap_or_else(|e| e.into_inner());
         let row = g.iter_mut().find(|(n, _)| *n == name).map(|(_, r)| r);
-        match r {
-            Ok(view) => {
+        let stop: Result<Outcome, Error> = match r {
+            Ok(Waited::Deployed(view)) => {
                 if let Some(row) = row {
                     row.result = "deployed".into();
                     row.took = Some(took);
-                    row.view = Some(view);
+                    row.view = Some(*view);
                 }
+                continue;
+            }
+            Ok(Waited::Refused(reason)) => {
+                if let Some(row) = row {
+                    row.result = "FAILED".into();
+                    row.took = Some(took);
+                }
+                Ok(Outcome::Refused(reason))
             }
             Err(e) => {
                 if let Some(row) = row {
-                    row.result = if e.kind == kit::ExitKind::Policy {
-                        "FAILED"
-                    } else {
-                        "ERROR"
-                    }
-                    .into();
+                    row.result = "ERROR".into();
                     row.took = Some(took);
                 }
-                for (_, other) in g.iter_mut().filter(|(_, r)| r.result == "waiting") {
-                    other.result = "stopped".into();
-                }
-                drop(g);
-                set.abort_all();
-                return Err(e);
+                Err(e)
             }
+        };
+        for (_, other) in g.iter_mut().filter(|(_, r)| r.result == "waiting") {
+            other.result = "stopped".into();
         }
+        drop(g);
+        set.abort_all();
+        return stop;
     }
-    Ok(())
+    Ok(Outcome::Done)
 }
 
-fn timeout_error(rows: &Rows, timeout: Duration) -> JobError {
+fn timeout_error(rows: &Rows, timeout: Duration) -> Error {
     let mut g = rows.lock().unwrap_or_else(|e| e.into_inner());
     let mut parts = vec![];
     for (name, row) in g.iter_mut().filter(|(_, r)| r.result == "waiting") {
@@ -306,7 +260,7 @@ fn timeout_error(rows: &Rows, timeout: Duration) -> JobError {
         let state = row
             .view
             .as_ref()
-            .map_or("no answer yet".to_string(), |v| v.summary());
+            .map_or("no answer yet".to_string(), crate::state::summary);
         let why = if row.waiting_for.is_empty() {
             String::new()
         } else {
@@ -317,11 +271,10 @@ fn timeout_error(rows: &Rows, timeout: Duration) -> JobError {
     if parts.is_empty() {
         parts.push("before the applications were read".into());
     }
-    JobError::timeout(format!(
-        "timed out after {} (--timeout); last state: {}",
-        kit::duration::human(timeout),
-        parts.join(" | ")
-    ))
+    Error::Timeout {
+        after: timeout,
+        pending: parts.join(" | "),
+    }
 }
 
 fn print_table(rows: &Rows, ok: bool) {
@@ -332,23 +285,20 @@ fn print_table(rows: &Rows, ok: bool) {
     let body: Vec<Vec<String>> = g
         .iter()
         .map(|(name, r)| {
-            let v = r.view.clone().unwrap_or_default();
-            let dash = |s: &str| {
-                if s.is_empty() {
-                    "-".to_string()
-                } else {
-                    s.to_string()
-                }
+            let v = r.view.as_ref();
+            let dash = |s: Option<&str>| match s {
+                Some(s) if !s.is_empty() => s.to_string(),
+                _ => "-".to_string(),
             };
             vec![
                 name.clone(),
                 r.result.clone(),
-                dash(&v.sync_status),
-                dash(&v.health),
-                dash(&v.phase),
-                dash(&short(&v.sync_revision)),
+                dash(v.and_then(|v| v.sync_status())),
+                dash(v.and_then(|v| v.health())),
+                dash(v.and_then(|v| v.phase())),
+                dash(v.and_then(|v| v.sync_revision()).map(short).as_deref()),
                 r.took.map_or("-".to_string(), kit::duration::human),
-                dash(&r.url),
+                dash(Some(&r.url)),
             ]
         })
         .collect();

@@ -7,201 +7,67 @@
 //! - no `operation` is pending;
 //! - when this job requested a sync: the operation it started (not an older
 //!   one) ended `Succeeded`;
-//! - `status.sync.revision` is the expected revision;
+//! - `status.sync.revision` (or, for several sources, one of
+//!   `status.sync.revisions`) is the expected revision;
 //! - `status.reconciledAt` is not earlier than the operation's `finishedAt`
 //!   (health was assessed after the apply);
 //! - sync `Synced` and health `Healthy`.
 
-use serde_json::Value;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
-/// One resource as `status.resources[]` or `operationState.syncResult.resources[]` shows it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Resource {
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
-    pub status: String,
-    pub message: String,
+use crate::model::{Application, Resource};
+
+/// The state as one log line's worth of fields; a change in it is a
+/// "state change" worth a progress line.
+pub type Key = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    bool,
+    Option<String>,
+);
+
+/// Whether the app's compared revision (any of them, for several sources)
+/// is `expected`.
+pub fn at_revision(v: &Application, expected: &str) -> bool {
+    v.sync_revisions()
+        .iter()
+        .any(|r| revision_matches(expected, r))
 }
 
-impl Resource {
-    fn describe(&self) -> String {
-        let id = if self.namespace.is_empty() {
-            format!("{}/{}", self.kind, self.name)
-        } else {
-            format!("{}/{}/{}", self.kind, self.namespace, self.name)
-        };
-        if self.message.is_empty() {
-            format!("{id} {}", self.status)
-        } else {
-            format!("{id} {}: {}", self.status, self.message)
-        }
-    }
+pub fn key(v: &Application) -> Key {
+    (
+        v.sync_status().map(str::to_string),
+        v.health().map(str::to_string),
+        v.phase().map(str::to_string),
+        v.operation_pending(),
+        v.sync_revision().map(short),
+    )
 }
 
-/// The fields of a `v1alpha1Application` this job looks at.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AppView {
-    pub name: String,
-    pub namespace: String,
-    pub sync_status: String,
-    pub sync_revision: String,
-    pub sync_revisions: Vec<String>,
-    pub health: String,
-    pub health_message: String,
-    /// `operation` is set: an operation is requested or running.
-    pub operation_pending: bool,
-    pub operation_revision: String,
-    pub phase: String,
-    pub op_message: String,
-    pub op_started: String,
-    pub op_finished: String,
-    /// The revision the last operation synced (`syncResult.revision`, else
-    /// `operationState.operation.sync.revision`).
-    pub op_revision: String,
-    pub reconciled_at: String,
-    pub auto_sync: bool,
-    pub multi_source: bool,
-    pub target_revision: String,
-    /// Resources whose health is neither Healthy nor empty.
-    pub unhealthy: Vec<Resource>,
-    /// Resources the last operation failed to sync.
-    pub failed_resources: Vec<Resource>,
+/// `sync=… health=… operation=… revision=…` for progress lines and the
+/// timeout message.
+pub fn summary(v: &Application) -> String {
+    let op = match (v.operation_pending(), v.phase()) {
+        (true, None) => "requested".to_string(),
+        (_, None) => "-".to_string(),
+        (true, Some(p)) if p != "Running" => format!("{p}, next requested"),
+        (_, Some(p)) => p.to_string(),
+    };
+    format!(
+        "sync={} health={} operation={} revision={}",
+        v.sync_status().unwrap_or("-"),
+        v.health().unwrap_or("-"),
+        op,
+        v.sync_revision().map_or("-".to_string(), short)
+    )
 }
 
-fn s(v: &Value, p: &str) -> String {
-    v.pointer(p)
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string()
-}
-
-impl AppView {
-    pub fn from_json(v: &Value) -> AppView {
-        let strings = |p: &str| -> Vec<String> {
-            v.pointer(p)
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let unhealthy = v
-            .pointer("/status/resources")
-            .and_then(Value::as_array)
-            .map(|rs| {
-                rs.iter()
-                    .filter(|r| {
-                        let h = s(r, "/health/status");
-                        !h.is_empty() && h != "Healthy"
-                    })
-                    .map(|r| Resource {
-                        kind: s(r, "/kind"),
-                        namespace: s(r, "/namespace"),
-                        name: s(r, "/name"),
-                        status: s(r, "/health/status"),
-                        message: s(r, "/health/message"),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let failed_resources = v
-            .pointer("/status/operationState/syncResult/resources")
-            .and_then(Value::as_array)
-            .map(|rs| {
-                rs.iter()
-                    .filter(|r| {
-                        matches!(s(r, "/status").as_str(), "SyncFailed")
-                            || matches!(s(r, "/hookPhase").as_str(), "Failed" | "Error")
-                    })
-                    .map(|r| Resource {
-                        kind: s(r, "/kind"),
-                        namespace: s(r, "/namespace"),
-                        name: s(r, "/name"),
-                        status: s(r, "/status"),
-                        message: s(r, "/message"),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut op_revision = s(v, "/status/operationState/syncResult/revision");
-        if op_revision.is_empty() {
-            op_revision = s(v, "/status/operationState/operation/sync/revision");
-        }
-        AppView {
-            name: s(v, "/metadata/name"),
-            namespace: s(v, "/metadata/namespace"),
-            sync_status: s(v, "/status/sync/status"),
-            sync_revision: s(v, "/status/sync/revision"),
-            sync_revisions: strings("/status/sync/revisions"),
-            health: s(v, "/status/health/status"),
-            health_message: s(v, "/status/health/message"),
-            operation_pending: v.get("operation").is_some_and(|o| !o.is_null()),
-            operation_revision: s(v, "/operation/sync/revision"),
-            phase: s(v, "/status/operationState/phase"),
-            op_message: s(v, "/status/operationState/message"),
-            op_started: s(v, "/status/operationState/startedAt"),
-            op_finished: s(v, "/status/operationState/finishedAt"),
-            op_revision,
-            reconciled_at: s(v, "/status/reconciledAt"),
-            auto_sync: v
-                .pointer("/spec/syncPolicy/automated")
-                .is_some_and(|a| !a.is_null()),
-            multi_source: v
-                .pointer("/spec/sources")
-                .and_then(Value::as_array)
-                .is_some_and(|a| !a.is_empty()),
-            target_revision: s(v, "/spec/source/targetRevision"),
-            unhealthy,
-            failed_resources,
-        }
+fn or_dash(s: Option<&str>) -> &str {
+    match s {
+        Some(s) if !s.is_empty() => s,
+        _ => "-",
     }
-
-    /// Whether the app's compared revision is `expected`.
-    pub fn at_revision(&self, expected: &str) -> bool {
-        revision_matches(expected, &self.sync_revision)
-            || self
-                .sync_revisions
-                .iter()
-                .any(|r| revision_matches(expected, r))
-    }
-
-    /// The state as one log line's worth of fields; a change in it is a
-    /// "state change" worth a progress line.
-    pub fn key(&self) -> (String, String, String, bool, String) {
-        (
-            self.sync_status.clone(),
-            self.health.clone(),
-            self.phase.clone(),
-            self.operation_pending,
-            short(&self.sync_revision),
-        )
-    }
-
-    pub fn summary(&self) -> String {
-        let op = match (self.operation_pending, self.phase.as_str()) {
-            (true, "") => "requested".to_string(),
-            (_, "") => "-".to_string(),
-            (true, p) if p != "Running" => format!("{p}, next requested"),
-            (_, p) => p.to_string(),
-        };
-        format!(
-            "sync={} health={} operation={} revision={}",
-            or_dash(&self.sync_status),
-            or_dash(&self.health),
-            op,
-            or_dash(&short(&self.sync_revision))
-        )
-    }
-}
-
-fn or_dash(s: &str) -> &str {
-    if s.is_empty() { "-" } else { s }
 }
 
 /// The first 7 characters of a commit SHA (the whole string otherwise).
@@ -227,10 +93,6 @@ pub fn revision_matches(expected: &str, actual: &str) -> bool {
         && actual[..expected.len()].eq_ignore_ascii_case(expected)
 }
 
-fn ts(s: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(s, &Rfc3339).ok()
-}
-
 /// What the job waits for, for one app.
 #[derive(Debug, Clone, Default)]
 pub struct Expect {
@@ -241,7 +103,7 @@ pub struct Expect {
     pub sync_requested: bool,
     /// `operationState.startedAt` before this job's sync: an operation with
     /// this start is an older one.
-    pub baseline_started: String,
+    pub baseline_started: Option<OffsetDateTime>,
     /// The job saw an operation Running after its sync was accepted.
     pub seen_running: bool,
     /// The job saw its requested operation pending (`operation` set), e.g.
@@ -272,114 +134,120 @@ fn list(rs: &[Resource]) -> String {
 
 impl Expect {
     /// Records what an update shows about our operation.
-    pub fn observe(&mut self, v: &AppView) {
-        if self.sync_requested && v.phase == "Running" && v.op_started != self.baseline_started {
+    pub fn observe(&mut self, v: &Application) {
+        if self.sync_requested
+            && v.phase() == Some("Running")
+            && v.op_started() != self.baseline_started
+        {
             self.seen_running = true;
         }
-        if self.sync_requested && v.operation_pending {
+        if self.sync_requested && v.operation_pending() {
             self.seen_pending = true;
         }
     }
 
     /// Whether the app's last operation is the one this job cares about.
-    fn operation_is_ours(&self, v: &AppView) -> bool {
-        if v.phase.is_empty() {
+    fn operation_is_ours(&self, v: &Application) -> bool {
+        if v.phase().is_none() {
             return false;
         }
         if self.sync_requested {
-            v.op_started != self.baseline_started
+            v.op_started() != self.baseline_started
                 || self.seen_running
-                || (self.seen_pending && !v.operation_pending)
+                || (self.seen_pending && !v.operation_pending())
         } else {
             // Without a sync of our own, an operation (e.g. the automated
             // sync) counts when it synced the revision we wait for.
             self.revision
                 .as_deref()
-                .is_some_and(|r| revision_matches(r, &v.op_revision))
+                .is_some_and(|r| v.op_revisions().iter().any(|o| revision_matches(r, o)))
         }
     }
 
-    pub fn evaluate(&self, v: &AppView) -> Verdict {
+    pub fn evaluate(&self, v: &Application) -> Verdict {
         let ours = self.operation_is_ours(v);
-        if ours && matches!(v.phase.as_str(), "Failed" | "Error") && !v.operation_pending {
-            let res = if v.failed_resources.is_empty() {
+        let phase = v.phase();
+        let pending = v.operation_pending();
+        let sync_revision = v.sync_revision().map(short);
+        if ours && matches!(phase, Some("Failed" | "Error")) && !pending {
+            let failed = v.failed_resources();
+            let res = if failed.is_empty() {
                 String::new()
             } else {
-                format!("; {}", list(&v.failed_resources))
+                format!("; {}", list(&failed))
             };
+            let op_rev = v.op_revisions().first().map(|r| short(r));
             return Verdict::Failed(format!(
                 "sync operation {} on {}: {}{res}",
-                v.phase,
-                or_dash(&short(&v.op_revision)),
-                or_dash(&v.op_message)
+                or_dash(phase),
+                or_dash(op_rev.as_deref()),
+                or_dash(v.op_message())
             ));
         }
-        let rev_ok = self.revision.as_deref().is_none_or(|r| v.at_revision(r));
-        let applied =
-            !v.operation_pending && (!self.sync_requested || (ours && v.phase == "Succeeded"));
-        if rev_ok && applied && v.sync_status == "Synced" && v.health == "Degraded" {
-            let res = if v.unhealthy.is_empty() {
-                or_dash(&v.health_message).to_string()
+        let rev_ok = self.revision.as_deref().is_none_or(|r| at_revision(v, r));
+        let applied = !pending && (!self.sync_requested || (ours && phase == Some("Succeeded")));
+        let synced = v.sync_status() == Some("Synced");
+        if rev_ok && applied && synced && v.health() == Some("Degraded") {
+            let unhealthy = v.unhealthy();
+            let res = if unhealthy.is_empty() {
+                or_dash(v.health_message()).to_string()
             } else {
-                list(&v.unhealthy)
+                list(&unhealthy)
             };
-            return Verdict::Failed(format!("Degraded on {}: {res}", short(&v.sync_revision)));
+            return Verdict::Failed(format!(
+                "Degraded on {}: {res}",
+                or_dash(sync_revision.as_deref())
+            ));
         }
         let waiting = |why: String| Verdict::Waiting(why);
-        if v.operation_pending {
-            return waiting(format!(
-                "operation {}",
-                if v.phase.is_empty() {
-                    "requested"
-                } else {
-                    &v.phase
-                }
-            ));
+        if pending {
+            return waiting(format!("operation {}", phase.unwrap_or("requested")));
         }
         if self.sync_requested && !ours {
             return waiting("the requested sync to start".into());
         }
-        if self.sync_requested && v.phase != "Succeeded" {
-            return waiting(format!("operation {}", or_dash(&v.phase)));
+        if self.sync_requested && phase != Some("Succeeded") {
+            return waiting(format!("operation {}", or_dash(phase)));
         }
         if let Some(r) = &self.revision
             && !rev_ok
         {
+            let at: Vec<String> = v.sync_revisions().iter().map(|r| short(r)).collect();
             return waiting(format!(
                 "revision {} (Argo CD is at {})",
                 short(r),
-                or_dash(&short(&v.sync_revision))
+                if at.is_empty() {
+                    "-".to_string()
+                } else {
+                    at.join(", ")
+                }
             ));
         }
-        if !v.op_finished.is_empty()
-            && let (Some(done), Some(rec)) = (
-                ts(&v.op_finished),
-                ts(&v.reconciled_at).or(Some(OffsetDateTime::UNIX_EPOCH)),
-            )
-            && rec < done
+        if let Some(done) = v.op_finished()
+            && v.reconciled_at().is_none_or(|rec| rec < done)
         {
             return waiting("a reconcile after the operation".into());
         }
-        if v.sync_status != "Synced" {
-            let hint = if !self.sync_requested && !v.auto_sync {
+        if !synced {
+            let hint = if !self.sync_requested && !v.auto_sync() {
                 " (the app has no automated sync: add --sync)"
             } else {
                 ""
             };
             return waiting(format!(
                 "sync {} to become Synced{hint}",
-                or_dash(&v.sync_status)
+                or_dash(v.sync_status())
             ));
         }
-        if v.health != "Healthy" {
-            let m = if v.health_message.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", v.health_message)
-            };
+        if v.health() != Some("Healthy") {
+            let m = v
+                .health_message()
+                .filter(|m| !m.is_empty())
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
             return waiting(format!(
                 "health {} to become Healthy{m}",
-                or_dash(&v.health)
+                or_dash(v.health())
             ));
         }
         Verdict::Done
@@ -389,10 +257,18 @@ impl Expect {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     const NEW: &str = "4e5b2f1c9d8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c";
     const OLD: &str = "0110000000000000000000000000000000000000";
+
+    fn parse(v: Value) -> Application {
+        serde_json::from_value(v).expect("an Application")
+    }
+
+    fn t(s: &str) -> Option<OffsetDateTime> {
+        Some(OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap())
+    }
 
     fn app(
         rev: &str,
@@ -402,8 +278,8 @@ mod tests {
         started: &str,
         finished: &str,
         reconciled: &str,
-    ) -> AppView {
-        AppView::from_json(&json!({
+    ) -> Value {
+        json!({
             "metadata": {"name": "sensor", "namespace": "argocd"},
             "spec": {"source": {"targetRevision": "main"}},
             "status": {
@@ -413,7 +289,7 @@ mod tests {
                 "operationState": {"phase": phase, "startedAt": started, "finishedAt": finished,
                     "syncResult": {"revision": rev}},
             }
-        }))
+        })
     }
 
     #[test]
@@ -422,7 +298,7 @@ mod tests {
             revision: Some(NEW.into()),
             ..Default::default()
         };
-        let v = app(
+        let v = parse(app(
             OLD,
             "Synced",
             "Healthy",
@@ -430,9 +306,12 @@ mod tests {
             "2026-01-01T10:00:00Z",
             "2026-01-01T10:00:04Z",
             "2026-01-01T10:05:00Z",
+        ));
+        assert_eq!(
+            e.evaluate(&v),
+            Verdict::Waiting("revision 4e5b2f1 (Argo CD is at 0110000)".into())
         );
-        assert!(matches!(e.evaluate(&v), Verdict::Waiting(w) if w.contains("revision 4e5b2f1")));
-        let v = app(
+        let v = parse(app(
             NEW,
             "Synced",
             "Healthy",
@@ -440,7 +319,7 @@ mod tests {
             "2026-01-01T10:06:00Z",
             "2026-01-01T10:06:04Z",
             "2026-01-01T10:06:05Z",
-        );
+        ));
         assert_eq!(e.evaluate(&v), Verdict::Done);
         // Abbreviated SHAs match.
         let e = Expect {
@@ -457,10 +336,10 @@ mod tests {
         let mut e = Expect {
             revision: Some(NEW.into()),
             sync_requested: true,
-            baseline_started: "2026-01-01T09:00:00Z".into(),
+            baseline_started: t("2026-01-01T09:00:00Z"),
             ..Default::default()
         };
-        let done = app(
+        let done = parse(app(
             NEW,
             "Synced",
             "Healthy",
@@ -468,23 +347,27 @@ mod tests {
             "2026-01-01T09:00:00Z",
             "2026-01-01T09:00:00Z",
             "2026-01-01T09:00:01Z",
-        );
-        assert!(
-            matches!(e.evaluate(&done), Verdict::Waiting(_)),
+        ));
+        assert_eq!(
+            e.evaluate(&done),
+            Verdict::Waiting("the requested sync to start".into()),
             "not yet known to be ours"
         );
         // The sync response shows our operation pending …
-        let mut pending = AppView::from_json(&json!({
+        let pending = parse(json!({
             "metadata": {"name": "sensor", "namespace": "argocd"},
             "operation": {"sync": {"revision": NEW}},
             "status": {"sync": {"status": "Synced", "revision": NEW}, "health": {"status": "Healthy"},
                 "operationState": {"phase": "Succeeded", "startedAt": "2026-01-01T09:00:00Z"}},
         }));
-        assert!(pending.operation_pending);
+        assert!(pending.operation_pending());
+        assert_eq!(pending.operation_revision(), Some(NEW));
         e.observe(&pending);
-        assert!(matches!(e.evaluate(&pending), Verdict::Waiting(_)));
+        assert_eq!(
+            e.evaluate(&pending),
+            Verdict::Waiting("operation Succeeded".into())
+        );
         // … and once it has cleared, the terminal state is ours.
-        pending.operation_pending = false;
         assert_eq!(e.evaluate(&done), Verdict::Done);
     }
 
@@ -494,11 +377,11 @@ mod tests {
         let e = Expect {
             revision: Some(NEW.into()),
             sync_requested: true,
-            baseline_started: "2026-01-01T09:00:00Z".into(),
+            baseline_started: t("2026-01-01T09:00:00Z"),
             seen_running: false,
             seen_pending: false,
         };
-        let v = app(
+        let v = parse(app(
             OLD,
             "Synced",
             "Healthy",
@@ -506,16 +389,22 @@ mod tests {
             "2026-01-01T09:00:00Z",
             "2026-01-01T09:00:04Z",
             "2026-01-01T10:00:00Z",
+        ));
+        assert_eq!(
+            e.evaluate(&v),
+            Verdict::Waiting("the requested sync to start".into())
         );
-        assert!(matches!(e.evaluate(&v), Verdict::Waiting(_)));
         // Without a sync of ours, a failure on another revision is stale too.
         let e2 = Expect {
             revision: Some(NEW.into()),
             ..Default::default()
         };
-        assert!(matches!(e2.evaluate(&v), Verdict::Waiting(_)));
+        assert_eq!(
+            e2.evaluate(&v),
+            Verdict::Waiting("revision 4e5b2f1 (Argo CD is at 0110000)".into())
+        );
         // A new failed operation is ours.
-        let v = app(
+        let v = parse(app(
             NEW,
             "OutOfSync",
             "Healthy",
@@ -523,9 +412,96 @@ mod tests {
             "2026-01-01T10:00:00Z",
             "2026-01-01T10:00:04Z",
             "2026-01-01T10:00:05Z",
+        ));
+        assert_eq!(
+            e.evaluate(&v),
+            Verdict::Failed("sync operation Failed on 4e5b2f1: -".into())
         );
-        assert!(
-            matches!(e.evaluate(&v), Verdict::Failed(m) if m.contains("sync operation Failed"))
+    }
+
+    #[test]
+    fn an_error_phase_fails_like_failed_and_names_the_resources() {
+        let e = Expect {
+            revision: Some(NEW.into()),
+            ..Default::default()
+        };
+        let mut j = app(
+            NEW,
+            "OutOfSync",
+            "Healthy",
+            "Error",
+            "2026-01-01T10:00:00Z",
+            "2026-01-01T10:00:04Z",
+            "2026-01-01T10:00:05Z",
+        );
+        j["status"]["operationState"]["message"] = json!("kustomize build failed");
+        j["status"]["operationState"]["syncResult"]["resources"] = json!([
+            {"kind": "Job", "namespace": "sensors", "name": "verify", "status": "Synced",
+             "hookPhase": "Error", "message": "pod failed"},
+            {"kind": "Service", "namespace": "sensors", "name": "sensor", "status": "Synced",
+             "hookPhase": "Succeeded"}
+        ]);
+        assert_eq!(
+            e.evaluate(&parse(j)),
+            Verdict::Failed(
+                "sync operation Error on 4e5b2f1: kustomize build failed; Job/sensors/verify Synced: pod failed".into()
+            )
+        );
+    }
+
+    #[test]
+    fn suspended_missing_and_unknown_health_keep_waiting() {
+        let e = Expect {
+            revision: Some(NEW.into()),
+            ..Default::default()
+        };
+        for (health, message, want) in [
+            ("Suspended", Some("Rollout is paused"), "health Suspended to become Healthy: Rollout is paused"),
+            ("Missing", None, "health Missing to become Healthy"),
+            ("Unknown", Some("health check failed"), "health Unknown to become Healthy: health check failed"),
+        ] {
+            let mut j = app(
+                NEW,
+                "Synced",
+                health,
+                "Succeeded",
+                "2026-01-01T10:00:00Z",
+                "2026-01-01T10:00:04Z",
+                "2026-01-01T10:00:05Z",
+            );
+            if let Some(m) = message {
+                j["status"]["health"]["message"] = json!(m);
+            }
+            assert_eq!(e.evaluate(&parse(j)), Verdict::Waiting(want.into()));
+        }
+    }
+
+    #[test]
+    fn a_multi_source_app_is_at_the_revision_when_any_source_is() {
+        let e = Expect {
+            revision: Some("4e5b2f1".into()),
+            ..Default::default()
+        };
+        let v = parse(json!({
+            "metadata": {"name": "sensor"},
+            "spec": {"sources": [{"repoURL": "https://charts", "chart": "base", "targetRevision": "1.4.2"},
+                                 {"repoURL": "https://git/config.git", "path": "apps/sensor", "targetRevision": "main"}]},
+            "status": {
+                "sync": {"status": "Synced", "revisions": ["1.4.2", NEW]},
+                "health": {"status": "Healthy"},
+                "reconciledAt": "2026-01-01T10:00:05Z",
+                "operationState": {"phase": "Succeeded", "startedAt": "2026-01-01T10:00:00Z",
+                    "finishedAt": "2026-01-01T10:00:04Z", "syncResult": {"revisions": ["1.4.2", NEW]}}
+            }
+        }));
+        assert_eq!(e.evaluate(&v), Verdict::Done);
+        let e = Expect {
+            revision: Some(OLD.into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            e.evaluate(&v),
+            Verdict::Waiting("revision 0110000 (Argo CD is at 1.4.2, 4e5b2f1)".into())
         );
     }
 
@@ -535,7 +511,7 @@ mod tests {
             revision: Some(NEW.into()),
             ..Default::default()
         };
-        let v = app(
+        let v = parse(app(
             NEW,
             "Synced",
             "Healthy",
@@ -543,8 +519,11 @@ mod tests {
             "2026-01-01T10:00:00Z",
             "2026-01-01T10:00:09Z",
             "2026-01-01T10:00:05Z",
+        ));
+        assert_eq!(
+            e.evaluate(&v),
+            Verdict::Waiting("a reconcile after the operation".into())
         );
-        assert!(matches!(e.evaluate(&v), Verdict::Waiting(w) if w.contains("reconcile")));
     }
 
     #[test]
@@ -553,7 +532,7 @@ mod tests {
             revision: Some(NEW.into()),
             ..Default::default()
         };
-        let mut v = app(
+        let mut j = app(
             OLD,
             "Synced",
             "Degraded",
@@ -562,28 +541,26 @@ mod tests {
             "2026-01-01T10:00:04Z",
             "2026-01-01T10:00:05Z",
         );
-        assert!(matches!(e.evaluate(&v), Verdict::Waiting(_)));
-        v.sync_revision = NEW.into();
-        v.unhealthy = vec![Resource {
-            kind: "Deployment".into(),
-            namespace: "sensors".into(),
-            name: "sensor".into(),
-            status: "Degraded".into(),
-            message: "exceeded its progress deadline".into(),
-        }];
-        match e.evaluate(&v) {
-            Verdict::Failed(m) => assert!(
-                m.contains("Deployment/sensors/sensor Degraded: exceeded"),
-                "{m}"
-            ),
-            other => panic!("{other:?}"),
-        }
+        assert!(matches!(e.evaluate(&parse(j.clone())), Verdict::Waiting(_)));
+        j["status"]["sync"]["revision"] = json!(NEW);
+        j["status"]["resources"] = json!([{
+            "kind": "Deployment", "namespace": "sensors", "name": "sensor",
+            "health": {"status": "Degraded", "message": "exceeded its progress deadline"}
+        }, {
+            "kind": "Service", "namespace": "sensors", "name": "sensor", "health": {"status": "Healthy"}
+        }]);
+        assert_eq!(
+            e.evaluate(&parse(j)),
+            Verdict::Failed(
+                "Degraded on 4e5b2f1: Deployment/sensors/sensor Degraded: exceeded its progress deadline".into()
+            )
+        );
     }
 
     #[test]
     fn pending_operation_blocks() {
         let e = Expect::default();
-        let mut v = app(
+        let mut j = app(
             NEW,
             "Synced",
             "Healthy",
@@ -592,9 +569,12 @@ mod tests {
             "2026-01-01T10:00:04Z",
             "2026-01-01T10:00:05Z",
         );
-        assert_eq!(e.evaluate(&v), Verdict::Done);
-        v.operation_pending = true;
-        assert!(matches!(e.evaluate(&v), Verdict::Waiting(_)));
+        assert_eq!(e.evaluate(&parse(j.clone())), Verdict::Done);
+        j["operation"] = json!({"sync": {"revision": NEW}});
+        assert_eq!(
+            e.evaluate(&parse(j)),
+            Verdict::Waiting("operation Succeeded".into())
+        );
     }
 
     #[test]

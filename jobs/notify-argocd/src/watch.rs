@@ -7,22 +7,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use kit::api::ApiError;
 use kit::joblog;
-use kit::{JobError, JobResult};
-use serde_json::{Value, json};
 
-use crate::api::{Api, Failure};
-use crate::state::{AppView, Expect, Verdict, short};
+use crate::api::{Api, SERVICE, SyncRequest, is_operation_in_progress};
+use crate::cli::WatchMode;
+use crate::error::Error;
+use crate::model::Application;
+use crate::state::{Expect, Key, Verdict, key, short, summary};
 use crate::stream::{Item, Parser};
-
-/// How to follow an app after the sync.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum WatchMode {
-    /// The watch stream; polling when it is unavailable or keeps breaking.
-    Auto,
-    /// Polling only.
-    Poll,
-}
 
 /// What every app's waiter shares.
 #[derive(Debug, Clone)]
@@ -44,7 +37,7 @@ pub struct WaitOptions {
 /// timeout message.
 #[derive(Debug, Clone, Default)]
 pub struct Row {
-    pub view: Option<AppView>,
+    pub view: Option<Application>,
     pub result: String,
     pub waiting_for: String,
     pub took: Option<Duration>,
@@ -66,17 +59,26 @@ struct Waiter<'a> {
     opts: &'a WaitOptions,
     rows: &'a Rows,
     expect: Expect,
-    last_key: Option<(String, String, String, bool, String)>,
+    last_key: Option<Key>,
 }
 
-/// Waits until `name` is deployed; `Err` is a policy failure (exit 1) or a
-/// remote error (exit 3). The caller bounds it with the timeout.
+/// How the wait for one app ended, when it did not fail.
+#[derive(Debug)]
+pub enum Waited {
+    /// Synced and Healthy on the expected revision.
+    Deployed(Box<Application>),
+    /// A policy failure (exit 1): Degraded, or the sync Failed/Error.
+    Refused(String),
+}
+
+/// Waits until `name` is deployed or refused; `Err` is a remote error
+/// (exit 3). The caller bounds it with the timeout.
 pub async fn wait_app(
     api: &Api,
     name: &str,
     opts: &WaitOptions,
     rows: &Rows,
-) -> JobResult<AppView> {
+) -> Result<Waited, Error> {
     let mut w = Waiter {
         api,
         name,
@@ -89,15 +91,15 @@ pub async fn wait_app(
 }
 
 impl Waiter<'_> {
-    fn progress(&mut self, v: &AppView, verdict: &Verdict) {
-        let key = v.key();
+    fn progress(&mut self, v: &Application, verdict: &Verdict) {
+        let key = key(v);
         if self.last_key.as_ref() != Some(&key) {
             self.last_key = Some(key);
             joblog::info(format!(
                 "[{:>6.1}s] {}: {}",
                 self.opts.started.elapsed().as_secs_f64(),
                 self.name,
-                v.summary()
+                summary(v)
             ));
         }
         let waiting = match verdict {
@@ -112,55 +114,53 @@ impl Waiter<'_> {
     }
 
     /// Looks at one state; `Some` ends the wait.
-    fn check(&mut self, app: &Value) -> Option<JobResult<AppView>> {
-        let v = AppView::from_json(app);
+    fn check(&mut self, v: Application) -> Option<Waited> {
         self.expect.observe(&v);
         let verdict = self.expect.evaluate(&v);
         self.progress(&v, &verdict);
         match verdict {
-            Verdict::Done => Some(Ok(v)),
-            Verdict::Failed(m) => Some(Err(JobError::policy(format!("{}: {m}", self.name)))),
+            Verdict::Done => Some(Waited::Deployed(Box::new(v))),
+            Verdict::Failed(m) => Some(Waited::Refused(format!("{}: {m}", self.name))),
             Verdict::Waiting(_) => None,
         }
     }
 
-    fn remote(&self, f: Failure, what: &str) -> JobError {
-        f.into_job(&format!("{what} {}", self.name))
+    fn remote(&self, e: ApiError, what: &str) -> Error {
+        Error::api(format!("{what} {}", self.name), e)
     }
 
-    async fn get(&mut self) -> JobResult<Value> {
+    async fn get(&mut self) -> Result<Application, Error> {
         self.api
             .get_app(self.name, None)
             .await
-            .map_err(|f| self.remote(f, "reading app"))
+            .map_err(|e| self.remote(e, "reading app"))
     }
 
-    async fn run(&mut self) -> JobResult<AppView> {
+    async fn run(&mut self) -> Result<Waited, Error> {
         let refresh = if self.opts.hard_refresh {
             "hard"
         } else {
             "normal"
         };
-        let first = self
+        let view = self
             .api
             .get_app(self.name, Some(refresh))
             .await
-            .map_err(|f| self.remote(f, "refreshing app"))?;
-        let view = AppView::from_json(&first);
+            .map_err(|e| self.remote(e, "refreshing app"))?;
         self.progress(&view, &Verdict::Waiting(String::new()));
-        let url = self.api.ui_url(&view.namespace, self.name);
+        let url = self.api.ui_url(view.namespace(), self.name);
         update_row(self.rows, self.name, |r| r.url = url);
         self.expect.revision = self.opts.revision.clone().or_else(|| {
-            (!view.sync_revision.is_empty()).then(|| {
+            view.sync_revision().map(|r| {
                 joblog::info(format!(
                     "{}: no --revision given: waiting for {}, the revision Argo CD reports after the refresh",
                     self.name,
-                    short(&view.sync_revision)
+                    short(r)
                 ));
-                view.sync_revision.clone()
+                r.to_string()
             })
         });
-        self.expect.baseline_started = view.op_started.clone();
+        self.expect.baseline_started = view.op_started();
 
         if self.opts.sync {
             self.sync(&view).await?;
@@ -172,13 +172,13 @@ impl Waiter<'_> {
             // Always start from a fresh read: the stream may never send an
             // event for an app that is already where it should be.
             let app = self.get().await?;
-            if let Some(done) = self.check(&app) {
-                return done;
+            if let Some(done) = self.check(app) {
+                return Ok(done);
             }
             if stream_ok {
                 let opened = Instant::now();
                 match self.follow_stream().await {
-                    StreamEnd::Done(r) => return *r,
+                    StreamEnd::Done(r) => return r,
                     StreamEnd::Unavailable(why) => {
                         joblog::info(format!(
                             "{}: watch stream unavailable ({why}); polling every {}",
@@ -220,54 +220,51 @@ impl Waiter<'_> {
         }
     }
 
-    async fn sync(&mut self, view: &AppView) -> JobResult<()> {
-        let mut body = json!({ "name": self.name, "prune": self.opts.prune });
-        if let Some(ns) = &self.api.app_namespace {
-            body["appNamespace"] = json!(ns);
-        }
-        if let Some(p) = &self.api.project {
-            body["project"] = json!(p);
-        }
+    async fn sync(&mut self, view: &Application) -> Result<(), Error> {
+        let mut body = SyncRequest {
+            name: self.name.to_string(),
+            prune: self.opts.prune,
+            revision: None,
+            app_namespace: self.api.app_namespace.clone(),
+            project: self.api.project.clone(),
+        };
+        let targets = view.target_revisions().join(", ");
         match &self.opts.revision {
-            Some(r) if view.auto_sync => joblog::info(format!(
-                "{}: automated sync is on, so Argo CD only syncs to targetRevision {:?}: syncing without --revision and waiting for {}",
-                self.name,
-                view.target_revision,
-                short(r)
-            )),
-            Some(r) if view.multi_source => joblog::info(format!(
-                "{}: multi-source app: syncing each source to its targetRevision and waiting for {}",
+            Some(r) if view.auto_sync() => joblog::info(format!(
+                "{}: automated sync is on, so Argo CD only syncs to targetRevision {targets}: syncing without --revision and waiting for {}",
                 self.name,
                 short(r)
             )),
-            Some(r) => body["revision"] = json!(r),
+            Some(r) if view.multi_source() => joblog::info(format!(
+                "{}: multi-source app: syncing each source to its targetRevision ({targets}) and waiting for {}",
+                self.name,
+                short(r)
+            )),
+            Some(r) => body.revision = Some(r.clone()),
             None => {}
         }
         let mut announced = false;
         let mut delay = Duration::from_secs(1);
         loop {
-            match self.api.sync(self.name, &body).await {
+            match self.api.sync(&body).await {
                 Ok(app) => {
-                    let v = AppView::from_json(&app);
                     joblog::info(format!(
                         "{}: sync requested (revision {}, prune {})",
                         self.name,
-                        if v.operation_revision.is_empty() {
-                            "target".to_string()
-                        } else {
-                            short(&v.operation_revision)
-                        },
+                        app.operation_revision().map_or("target".to_string(), short),
                         self.opts.prune
                     ));
-                    if self.expect.revision.is_none() && !v.operation_revision.is_empty() {
-                        self.expect.revision = Some(v.operation_revision.clone());
+                    if self.expect.revision.is_none()
+                        && let Some(r) = app.operation_revision()
+                    {
+                        self.expect.revision = Some(r.to_string());
                     }
                     self.expect.sync_requested = true;
                     // The response carries our pending operation.
-                    self.expect.observe(&v);
+                    self.expect.observe(&app);
                     return Ok(());
                 }
-                Err(f) if f.is_operation_in_progress() => {
+                Err(e) if is_operation_in_progress(&e) => {
                     if !announced {
                         joblog::info(format!(
                             "{}: another operation is already in progress; retrying the sync until it ends",
@@ -278,7 +275,7 @@ impl Waiter<'_> {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 3 / 2).min(Duration::from_secs(5));
                 }
-                Err(f) => return Err(self.remote(f, "syncing app")),
+                Err(e) => return Err(self.remote(e, "syncing app")),
             }
         }
     }
@@ -286,13 +283,19 @@ impl Waiter<'_> {
     async fn follow_stream(&mut self) -> StreamEnd {
         let resp = match self.api.open_stream(self.name).await {
             Ok(r) => r,
-            Err(f) => {
-                return match f.status {
-                    Some(s) => StreamEnd::Unavailable(format!("HTTP {s}: {}", f.message)),
-                    None => StreamEnd::Broken(f.message),
+            Err(e) => {
+                return match e.status() {
+                    Some(s) => StreamEnd::Unavailable(format!(
+                        "HTTP {s}: {}",
+                        e.body()
+                            .and_then(|b| b.message.clone())
+                            .unwrap_or_else(|| e.to_string())
+                    )),
+                    None => StreamEnd::Broken(e.to_string()),
                 };
             }
         };
+        let url = self.api.stream_url(self.name);
         let mut body = resp.bytes_stream();
         let mut parser = Parser::new();
         loop {
@@ -302,11 +305,11 @@ impl Waiter<'_> {
                     // Quiet for a while: check the app directly, keep the stream.
                     match self.get().await {
                         Ok(app) => {
-                            if let Some(done) = self.check(&app) {
-                                return StreamEnd::Done(Box::new(done));
+                            if let Some(done) = self.check(app) {
+                                return StreamEnd::Done(Ok(done));
                             }
                         }
-                        Err(e) => return StreamEnd::Done(Box::new(Err(e))),
+                        Err(e) => return StreamEnd::Done(Err(e)),
                     }
                 }
                 Ok(None) => return StreamEnd::Broken("the server ended it".into()),
@@ -314,26 +317,29 @@ impl Waiter<'_> {
                     return StreamEnd::Broken(self.api.redact(&kit::http::describe(&e)));
                 }
                 Ok(Some(Ok(bytes))) => {
-                    for item in parser.feed(&bytes) {
+                    let items = match parser.feed(&bytes) {
+                        Ok(items) => items,
+                        Err(e) => {
+                            let reason = self.api.redact(&e.to_string());
+                            return StreamEnd::Done(Err(self.remote(
+                                ApiError::unexpected(SERVICE, url.as_str(), reason),
+                                "watching app",
+                            )));
+                        }
+                    };
+                    for item in items {
                         match item {
                             Item::Event { application, kind } => {
-                                if application
-                                    .pointer("/metadata/name")
-                                    .and_then(Value::as_str)
-                                    != Some(self.name)
-                                {
+                                if application.name() != self.name {
                                     continue;
                                 }
                                 if kind == "DELETED" {
-                                    return StreamEnd::Done(Box::new(Err(JobError::remote(
-                                        format!(
-                                            "{}: the Application was deleted while waiting",
-                                            self.name
-                                        ),
-                                    ))));
+                                    return StreamEnd::Done(Err(Error::Deleted {
+                                        app: self.name.to_string(),
+                                    }));
                                 }
-                                if let Some(done) = self.check(&application) {
-                                    return StreamEnd::Done(Box::new(done));
+                                if let Some(done) = self.check(*application) {
+                                    return StreamEnd::Done(Ok(done));
                                 }
                             }
                             Item::Error(m) => return StreamEnd::Broken(self.api.redact(&m)),
@@ -346,7 +352,7 @@ impl Waiter<'_> {
 }
 
 enum StreamEnd {
-    Done(Box<JobResult<AppView>>),
+    Done(Result<Waited, Error>),
     /// The server refused the stream (4xx/5xx): poll instead.
     Unavailable(String),
     /// It was open and ended or failed.
