@@ -8,39 +8,58 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use base64::Engine;
-use kit::secret::{Redactor, Secret, redact_url_credentials};
-use kit::{JobError, JobResult};
+use kit::ExitKind;
+use kit::secret::{Redactor, redact_url_credentials};
+use manifest_edit::TreeEntry;
 
-/// How to authenticate over HTTP(S).
-#[derive(Clone, Debug)]
-pub struct Auth {
-    pub user: String,
-    pub token: Secret,
+use crate::cli::Transport;
+use crate::config::{Auth, Author};
+
+/// A git command that could not run or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("cannot run git (is it installed?)")]
+    Spawn(#[source] std::io::Error),
+    #[error("git {cmd}")]
+    Wait {
+        cmd: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("git {cmd} failed: {line}")]
+    Failed { cmd: String, line: String },
+    #[error("cannot clone {url} branch {branch}: {line}{hint}")]
+    Clone {
+        url: String,
+        branch: String,
+        line: String,
+        hint: &'static str,
+    },
+    #[error("git cat-file: {0}")]
+    CatFile(String),
+    #[error("cannot set up the built-in git transport")]
+    Setup(#[source] std::io::Error),
+    #[error(transparent)]
+    NoHelper(#[from] git_remote::NotFound),
 }
 
-/// The author and committer of the bump commit.
-#[derive(Clone, Debug)]
-pub struct Author {
-    pub name: String,
-    pub email: String,
+impl GitError {
+    pub fn exit_kind(&self) -> ExitKind {
+        match self {
+            GitError::Spawn(_) | GitError::Setup(_) | GitError::NoHelper(_) => ExitKind::Usage,
+            _ => ExitKind::Remote,
+        }
+    }
 }
 
-/// How git reaches an http(s) remote.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Transport {
-    /// git's own `git-remote-http(s)` (libcurl).
-    #[default]
-    Git,
-    /// bump-manifest's built-in remote helper (rustls): git core suffices.
-    Builtin,
-}
+type JobResult<T> = Result<T, GitError>;
 
 pub struct Git {
     pub dir: PathBuf,
     envs: Vec<(String, String)>,
     redactor: Redactor,
-    /// With the built-in transport: the dir holding the
-    /// `git-remote-secdeliv` symlink, on git's PATH while `Git` lives.
+    /// With the built-in transport: a dir holding a `git-remote-secdeliv`
+    /// symlink to the helper binary, first on git's PATH while `Git` lives.
     helper_dir: Option<tempfile::TempDir>,
 }
 
@@ -56,17 +75,18 @@ impl Git {
     /// `url` is the repo URL: the auth header is scoped to its scheme, host
     /// and port (`http.<url>.extraHeader`), so a redirect elsewhere never
     /// receives it.
+    #[cfg(test)]
     pub fn new(dir: &Path, url: &str, auth: Option<&Auth>, author: &Author) -> Git {
         Self::with_transport(dir, url, auth, author, Transport::Git)
             .expect("the git transport needs no setup")
     }
 
     /// Like [`Git::new`]; with [`Transport::Builtin`] and an http(s) `url`,
-    /// git reaches the remote through bump-manifest's own remote helper
-    /// (see [`crate::remote_helper`]): a temp dir on git's PATH holds a
-    /// symlink `git-remote-secdeliv` to this binary, the auth header goes
-    /// to the helper in [`crate::remote_helper::AUTH_ENV`], and git speaks
-    /// protocol v2 for fetches.
+    /// git reaches the remote through `git-remote-secdeliv` (the
+    /// `git-remote` crate), found next to this binary, then on PATH: a temp
+    /// dir first on git's PATH holds a symlink to it, the auth header goes
+    /// to the helper in [`git_remote::AUTH_ENV`], and git speaks protocol
+    /// v2 for fetches.
     pub fn with_transport(
         dir: &Path,
         url: &str,
@@ -74,7 +94,7 @@ impl Git {
         author: &Author,
         transport: Transport,
     ) -> JobResult<Git> {
-        let builtin = transport == Transport::Builtin && is_http(url);
+        let builtin = transport == Transport::Builtin && git_remote::is_http(url);
         let mut envs = vec![
             ("GIT_TERMINAL_PROMPT".to_string(), "0".to_string()),
             ("LC_ALL".to_string(), "C".to_string()),
@@ -109,7 +129,7 @@ impl Git {
             };
             if builtin {
                 envs.push((
-                    crate::remote_helper::AUTH_ENV.to_string(),
+                    git_remote::AUTH_ENV.to_string(),
                     format!("Basic {basic}"),
                 ));
             } else {
@@ -119,15 +139,13 @@ impl Git {
         let mut helper_dir = None;
         if builtin {
             config.push(("protocol.version".into(), "2".into()));
+            let helper = git_remote::find_helper()?;
             let tmp = tempfile::Builder::new()
                 .prefix("bump-manifest-helper-")
                 .tempdir()
-                .map_err(|e| JobError::usage(format!("cannot create a temp dir: {e}")))?;
-            let exe = std::env::current_exe().map_err(|e| {
-                JobError::usage(format!("cannot find bump-manifest's own binary: {e}"))
-            })?;
-            std::os::unix::fs::symlink(&exe, tmp.path().join(crate::remote_helper::HELPER_NAME))
-                .map_err(|e| JobError::usage(format!("cannot link the git remote helper: {e}")))?;
+                .map_err(GitError::Setup)?;
+            std::os::unix::fs::symlink(&helper, tmp.path().join(git_remote::HELPER_NAME))
+                .map_err(GitError::Setup)?;
             let mut path = std::ffi::OsString::from(tmp.path());
             if let Some(p) = std::env::var_os("PATH") {
                 path.push(":");
@@ -152,8 +170,8 @@ impl Git {
     /// The URL to hand git: `secdeliv::<url>` when the built-in transport
     /// is on and the URL is http(s).
     pub fn remote_url(&self, url: &str) -> String {
-        if self.helper_dir.is_some() && is_http(url) {
-            format!("{}{url}", crate::remote_helper::URL_PREFIX)
+        if self.helper_dir.is_some() && git_remote::is_http(url) {
+            format!("{}{url}", git_remote::URL_PREFIX)
         } else {
             url.to_string()
         }
@@ -182,13 +200,14 @@ impl Git {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
-            .map_err(|e| JobError::usage(format!("cannot run git (is it installed?): {e}")))?;
+            .map_err(GitError::Spawn)?;
         if let (Some(text), Some(mut w)) = (stdin, child.stdin.take()) {
             let _ = w.write_all(text.as_bytes());
         }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| JobError::remote(format!("git {}: {e}", args[0])))?;
+        let out = child.wait_with_output().map_err(|source| GitError::Wait {
+            cmd: args[0].to_string(),
+            source,
+        })?;
         Ok((
             out.status.success(),
             self.redact(&String::from_utf8_lossy(&out.stdout)),
@@ -202,11 +221,10 @@ impl Git {
         if ok {
             Ok(out)
         } else {
-            Err(JobError::remote(format!(
-                "git {} failed: {}",
-                args[0],
-                last_line(&err)
-            )))
+            Err(GitError::Failed {
+                cmd: args[0].to_string(),
+                line: last_line(&err),
+            })
         }
     }
 
@@ -222,14 +240,15 @@ impl Git {
             .stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
-            .map_err(|e| JobError::usage(format!("cannot run git (is it installed?): {e}")))?;
+            .map_err(GitError::Spawn)?;
         let mut w = child.stdin.take().expect("piped stdin");
         let writer = std::thread::spawn(move || {
             let _ = w.write_all(&stdin);
         });
-        let out = child
-            .wait_with_output()
-            .map_err(|e| JobError::remote(format!("git {}: {e}", args[0])))?;
+        let out = child.wait_with_output().map_err(|source| GitError::Wait {
+            cmd: args[0].to_string(),
+            source,
+        })?;
         let _ = writer.join();
         Ok((
             out.status.success(),
@@ -263,7 +282,7 @@ impl Git {
         )?;
         if !ok {
             let shown = redact_url_credentials(
-                url.strip_prefix(crate::remote_helper::URL_PREFIX)
+                url.strip_prefix(git_remote::URL_PREFIX)
                     .unwrap_or(url),
             );
             let hint = if err.contains("not found in upstream") || err.contains("Remote branch") {
@@ -276,10 +295,12 @@ impl Git {
             } else {
                 ""
             };
-            return Err(JobError::remote(format!(
-                "cannot clone {shown} branch {branch}: {}{hint}",
-                last_line(&err)
-            )));
+            return Err(GitError::Clone {
+                url: shown,
+                branch: branch.to_string(),
+                line: last_line(&err),
+                hint,
+            });
         }
         Ok(())
     }
@@ -316,10 +337,10 @@ impl Git {
             Vec::new(),
         )?;
         if !ok {
-            return Err(JobError::remote(format!(
-                "git ls-tree failed: {}",
-                last_line(&err)
-            )));
+            return Err(GitError::Failed {
+                cmd: "ls-tree".into(),
+                line: last_line(&err),
+            });
         }
         let mut entries = Vec::new();
         for rec in out.split(|b| *b == 0).filter(|r| !r.is_empty()) {
@@ -354,10 +375,10 @@ impl Git {
         let input: String = ids.iter().map(|i| format!("{i}\n")).collect();
         let (ok, out, err) = self.raw_bytes(&["cat-file", "--batch"], input.into_bytes())?;
         if !ok {
-            return Err(JobError::remote(format!(
-                "git cat-file failed: {}",
-                last_line(&err)
-            )));
+            return Err(GitError::Failed {
+                cmd: "cat-file".into(),
+                line: last_line(&err),
+            });
         }
         let mut blobs = Vec::with_capacity(ids.len());
         let mut pos = 0;
@@ -365,15 +386,13 @@ impl Git {
             let nl = out[pos..]
                 .iter()
                 .position(|b| *b == b'\n')
-                .ok_or_else(|| JobError::remote("git cat-file: truncated output"))?;
+                .ok_or_else(|| GitError::CatFile("truncated output".into()))?;
             let header = String::from_utf8_lossy(&out[pos..pos + nl]).to_string();
             let size: usize = header
                 .split_whitespace()
                 .nth(2)
                 .and_then(|s| s.parse().ok())
-                .ok_or_else(|| {
-                    JobError::remote(format!("git cat-file: no blob {id} ({header})"))
-                })?;
+                .ok_or_else(|| GitError::CatFile(format!("no blob {id} ({header})")))?;
             let start = pos + nl + 1;
             blobs.push(out[start..start + size].to_vec());
             pos = start + size + 1;
@@ -422,10 +441,10 @@ impl Git {
             s,
         )?;
         if !ok {
-            return Err(JobError::remote(format!(
-                "git fast-import failed: {}",
-                last_line(&err)
-            )));
+            return Err(GitError::Failed {
+                cmd: "fast-import".into(),
+                line: last_line(&err),
+            });
         }
         self.rev(&format!("refs/heads/{branch}"))
     }
@@ -456,20 +475,11 @@ impl Git {
         if rejected.iter().any(|r| all.contains(r)) {
             return Ok(Push::Rejected(last_line(&all)));
         }
-        Err(JobError::remote(format!(
-            "git push failed: {}",
-            last_line(&all)
-        )))
+        Err(GitError::Failed {
+            cmd: "push".into(),
+            line: last_line(&all),
+        })
     }
-}
-
-/// One blob of a tree.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TreeEntry {
-    pub mode: String,
-    pub id: String,
-    pub size: u64,
-    pub path: String,
 }
 
 /// A path as fast-import wants it: C-style quoted when it needs to be.
@@ -501,7 +511,7 @@ pub fn last_line(s: &str) -> String {
     if let Some(l) = lines
         .iter()
         .rev()
-        .find_map(|l| l.strip_prefix(crate::remote_helper::ERROR_PREFIX))
+        .find_map(|l| l.strip_prefix(git_remote::ERROR_PREFIX))
     {
         return l.to_string();
     }
@@ -512,11 +522,6 @@ pub fn last_line(s: &str) -> String {
     fatal
         .or(lines.last())
         .map_or_else(|| "no output".to_string(), |l| l.to_string())
-}
-
-fn is_http(url: &str) -> bool {
-    let l = url.to_ascii_lowercase();
-    l.starts_with("http://") || l.starts_with("https://")
 }
 
 /// A local path becomes a `file://` URL (shallow clones need it).
@@ -538,6 +543,7 @@ pub fn clone_url(repo: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kit::secret::Secret;
 
     #[test]
     fn token_only_in_env() {

@@ -1,32 +1,78 @@
-//! `--mode gitlab-api` and `--mode merge-request`: no clone; files are read
-//! through the GitLab repository API and written with one
-//! `POST /projects/:id/repository/commits` carrying every file action and
-//! each file's `last_commit_id`. GitLab answers 400 ("… has changed since
-//! …") when a file moved on meanwhile: re-read, re-apply, retry (bounded).
+//! A small typed GitLab REST client for one project: branches, tree, raw
+//! files, commits with actions, merge requests. Every answer is a
+//! `#[derive(Deserialize)]` model read through `kit::api`; an error status is
+//! a [`kit::api::ApiError`]; a 200 of another shape is "unexpected answer
+//! from GitLab at …" (exit 3), never a default.
+//!
+//! The token travels in a custom header (`PRIVATE-TOKEN`/`JOB-TOKEN`),
+//! which HTTP clients do not strip on a redirect to another host, so the
+//! client follows no redirect at all: a 3xx is an error naming where it
+//! pointed.
 
 use std::time::Duration;
 
+use kit::api::{self, ApiError};
 use kit::env::Env;
-use kit::http::{self, HttpOptions, RetryPolicy, send_with_retry};
-use kit::joblog::info;
-use kit::{JobError, JobResult};
-use reqwest::{Client, Method, RequestBuilder, StatusCode};
-use serde_json::{Value, json};
+use kit::http::{RetryPolicy, send_with_retry};
+use reqwest::header::{HeaderValue, LOCATION};
+use reqwest::{Client, Method, Response, StatusCode};
+use serde::{Deserialize, Serialize};
 
-use crate::plan::{self, Plan};
-use crate::rules::Target;
-use crate::state::STATE_PATH;
-use crate::{
-    Commit, Decision, Mode, Options, decide, log_found, log_no_commit, plan_commit, write_dotenv,
-};
+use crate::config::{ApiConfig, Config};
+use crate::error::Error;
 
-/// A small GitLab REST client for one project.
-pub struct Api {
-    client: Client,
-    base: String,
-    project: String,
-    header: (&'static str, kit::secret::Secret),
-    policy: RetryPolicy,
+const SERVICE: &str = "GitLab";
+
+/// `GET /projects/:id/repository/branches/:branch`
+#[derive(Debug, Deserialize)]
+pub struct Branch {
+    pub commit: CommitRef,
+}
+
+/// A commit as the branches and commits APIs return it (only what is used).
+#[derive(Debug, Deserialize)]
+pub struct CommitRef {
+    pub id: String,
+}
+
+/// One entry of `GET /projects/:id/repository/tree`.
+#[derive(Debug, Deserialize)]
+pub struct TreeItem {
+    pub path: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+/// A merge request (only what is used).
+#[derive(Debug, Clone, Deserialize)]
+pub struct MergeRequest {
+    pub iid: u64,
+    pub web_url: String,
+}
+
+/// One action of `POST /projects/:id/repository/commits`.
+#[derive(Debug, Serialize)]
+pub struct Action<'a> {
+    pub action: &'static str,
+    pub file_path: &'a str,
+    pub content: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_commit_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct CommitBody<'a> {
+    branch: &'a str,
+    commit_message: &'a str,
+    actions: Vec<Action<'a>>,
+    author_name: &'a str,
+    author_email: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_branch: Option<&'a str>,
 }
 
 /// `group/sub/project` → `group%2Fsub%2Fproject`; numeric IDs unchanged.
@@ -36,164 +82,173 @@ pub fn encode_path(s: &str) -> String {
         .replace('+', "%20")
 }
 
-/// The project from --project, or from --repo's URL path.
-pub fn project_of(opts: &Options) -> JobResult<String> {
-    if let Some(p) = opts.project.as_deref().filter(|p| !p.trim().is_empty()) {
-        return Ok(p.trim().trim_matches('/').to_string());
+/// A commit SHA as GitLab must return it: 40 or 64 hex digits.
+fn check_sha(url: &str, id: &str) -> Result<String, ApiError> {
+    if matches!(id.len(), 40 | 64) && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(id.to_string())
+    } else {
+        Err(ApiError::unexpected(
+            SERVICE,
+            url,
+            format!("commit id {id:?} is not a commit SHA"),
+        ))
     }
-    let u = url::Url::parse(&opts.repo)
-        .map_err(|_| JobError::usage("gitlab-api and merge-request modes need --project (CONFIG_REPO_PROJECT) or an https --repo URL"))?;
-    let p = u
-        .path()
-        .trim_matches('/')
-        .trim_end_matches(".git")
-        .to_string();
-    if p.is_empty() {
-        return Err(JobError::usage(
-            "cannot tell the project from --repo; pass --project",
-        ));
+}
+
+/// The HTTP client for the API: the kit's CA bundles, the request
+/// deadline, and no redirects.
+pub fn client(timeout: Duration, env: &dyn Env) -> Result<Client, Error> {
+    let mut b = Client::builder()
+        .user_agent(format!("secdeliv-bump-manifest/{}", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(15))
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none());
+    for cert in kit::http::extra_ca_certs(env).map_err(Error::Ca)? {
+        b = b.add_root_certificate(cert);
     }
-    Ok(p)
+    b.build().map_err(Error::Client)
+}
+
+pub struct Api {
+    client: Client,
+    cfg: ApiConfig,
+    project: String,
+    policy: RetryPolicy,
 }
 
 impl Api {
-    pub fn new(opts: &Options, env: &dyn Env) -> JobResult<Api> {
-        let base = opts
-            .gitlab_api_url
-            .clone()
-            .filter(|u| !u.is_empty())
-            .or_else(|| {
-                env.var("CI_SERVER_URL")
-                    .filter(|u| !u.is_empty())
-                    .map(|u| format!("{}/api/v4", u.trim_end_matches('/')))
-            })
-            .ok_or_else(|| {
-                JobError::usage(
-                    "set --gitlab-api-url (CI_API_V4_URL) for gitlab-api and merge-request modes",
-                )
-            })?;
-        let header = if let Some(t) = opts.token.clone().filter(|t| !t.is_empty()) {
-            ("PRIVATE-TOKEN", t)
-        } else if let Some(t) = opts.job_token.clone().filter(|t| !t.is_empty()) {
-            ("JOB-TOKEN", t)
-        } else {
-            return Err(JobError::usage(
-                "set CONFIG_REPO_TOKEN (or CI_JOB_TOKEN) for the GitLab API",
-            ));
-        };
-        let client = http::client(
-            &HttpOptions {
-                request_timeout: Some(Duration::from_secs(60)),
-                ..Default::default()
-            },
-            env,
-        )?;
-        let policy = RetryPolicy {
-            base_delay: Duration::from_millis(opts.retry_delay_ms.max(1)),
-            ..RetryPolicy::default()
-        };
+    pub fn new(c: &Config, cfg: &ApiConfig, env: &dyn Env) -> Result<Api, Error> {
         Ok(Api {
-            client,
-            base: base.trim_end_matches('/').to_string(),
-            project: encode_path(&project_of(opts)?),
-            header,
-            policy,
+            client: client(cfg.request_timeout, env)?,
+            project: encode_path(&cfg.project),
+            cfg: cfg.clone(),
+            policy: RetryPolicy {
+                base_delay: Duration::from_millis(c.retry_delay_ms.max(1)),
+                ..RetryPolicy::default()
+            },
         })
     }
 
     fn url(&self, rest: &str) -> String {
-        format!("{}/projects/{}{rest}", self.base, self.project)
+        format!("{}/projects/{}{rest}", self.cfg.base, self.project)
     }
 
-    async fn send(
+    /// Sends one request (retried on 429/5xx/connect errors). A redirect
+    /// and a refused token are errors here; other statuses are the
+    /// caller's to judge.
+    async fn send<B: Serialize>(
         &self,
-        method: Method,
+        method: &'static str,
         rest: &str,
-        body: Option<&Value>,
-    ) -> JobResult<(StatusCode, reqwest::header::HeaderMap, String)> {
+        body: Option<&B>,
+    ) -> Result<Response, Error> {
         let url = self.url(rest);
-        let make = || -> RequestBuilder {
-            let mut r = self
-                .client
-                .request(method.clone(), &url)
-                .header(self.header.0, self.header.1.expose());
+        let m = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
+        let resp = send_with_retry(&self.policy, || {
+            let mut v = HeaderValue::from_str(self.cfg.header.1.expose())
+                .unwrap_or_else(|_| HeaderValue::from_static(""));
+            v.set_sensitive(true);
+            let mut r = self.client.request(m.clone(), &url).header(self.cfg.header.0, v);
             if let Some(b) = body {
                 r = r.json(b);
             }
             r
-        };
-        let resp = send_with_retry(&self.policy, make).await.map_err(|e| {
-            http::remote_error(&format!("GitLab API {method} {}", path_only(rest)), &e)
-        })?;
+        })
+        .await
+        .map_err(|e| ApiError::transport(SERVICE, &url, &e))?;
         let status = resp.status();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.unwrap_or_default();
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Err(JobError::remote(format!(
-                "GitLab API {method} {}: {status}: the token ({}) lacks access (api scope / write_repository)",
-                path_only(rest),
-                self.header.0
-            )));
+        if status.is_redirection() {
+            let origin = resp
+                .headers()
+                .get(LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| resp.url().join(l).ok())
+                .map(|u| u.origin().ascii_serialization())
+                .unwrap_or_else(|| "no Location".into());
+            return Err(Error::Redirected {
+                method,
+                url: kit::secret::redact_url_credentials(&url),
+                status: status.as_u16(),
+                origin,
+            });
         }
-        Ok((status, headers, text))
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            let body = api::read_limited(resp, SERVICE, api::DEFAULT_BODY_LIMIT).await?;
+            return Err(Error::Denied {
+                header: self.cfg.header.0,
+                source: ApiError::from_status(SERVICE, method, &url, status, &body),
+            });
+        }
+        Ok(resp)
     }
 
-    async fn get_json(&self, rest: &str) -> JobResult<Option<Value>> {
-        let (s, _, t) = self.send(Method::GET, rest, None).await?;
-        match s {
-            StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => serde_json::from_str(&t).map(Some).map_err(|e| {
-                JobError::remote(format!("GitLab API GET {}: bad JSON: {e}", path_only(rest)))
-            }),
-            s => Err(api_error("GET", rest, s, &t)),
+    /// Reads an answer's body; an error status becomes [`ApiError::Status`].
+    async fn body(resp: Response, method: &'static str) -> Result<Vec<u8>, ApiError> {
+        let url = resp.url().to_string();
+        let status = resp.status();
+        let body = api::read_limited(resp, SERVICE, api::DEFAULT_BODY_LIMIT).await?;
+        if !status.is_success() {
+            return Err(ApiError::from_status(SERVICE, method, &url, status, &body));
         }
+        Ok(body)
     }
 
     /// The head commit of a branch, or None when it does not exist.
-    pub async fn branch_head(&self, branch: &str) -> JobResult<Option<String>> {
+    pub async fn branch_head(&self, branch: &str) -> Result<Option<String>, Error> {
         let rest = format!("/repository/branches/{}", encode_path(branch));
-        let (s, _, t) = self.send(Method::GET, &rest, None).await?;
-        match s {
+        let url = self.url(&rest);
+        let resp = self.send::<()>("GET", &rest, None).await?;
+        match Self::body(resp, "GET").await {
+            Ok(body) => {
+                let b: Branch = api::decode(SERVICE, &url, &body)?;
+                Ok(Some(check_sha(&url, &b.commit.id)?))
+            }
             // GitLab says which: "404 Project Not Found" or "404 Branch Not Found".
-            StatusCode::NOT_FOUND if message_of(&t).contains("Project") => {
-                Err(JobError::remote(format!(
-                    "GitLab project {} not found, or the token cannot see it; check --project (CONFIG_REPO_PROJECT)",
-                    url_decode(&self.project)
-                )))
+            Err(e) if e.status() == Some(404) => {
+                let msg = e.body().and_then(|b| b.message.clone()).unwrap_or_default();
+                if msg.contains("Project") {
+                    Err(Error::ProjectNotFound(self.cfg.project.clone()))
+                } else if msg.contains("Branch") {
+                    Ok(None)
+                } else {
+                    Err(e.into())
+                }
             }
-            StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => {
-                let v: Value = serde_json::from_str(&t).unwrap_or_default();
-                Ok(v["commit"]["id"].as_str().map(str::to_string))
-            }
-            s => Err(api_error("GET", &rest, s, &t)),
+            Err(e) => Err(e.into()),
         }
     }
 
-    /// Every blob path at `sha` (tree API, paginated).
-    pub async fn tree(&self, sha: &str) -> JobResult<Vec<String>> {
+    /// The head of a branch that must exist.
+    pub async fn head_of(&self, branch: &str) -> Result<String, Error> {
+        self.branch_head(branch)
+            .await?
+            .ok_or_else(|| Error::NoBranch(branch.to_string()))
+    }
+
+    /// Every blob at `sha` (tree API, paginated), as tree entries (the
+    /// size is unknown here: 0).
+    pub async fn tree(&self, sha: &str) -> Result<Vec<manifest_edit::TreeEntry>, Error> {
         let mut out = Vec::new();
         let mut page = 1u32;
         loop {
             let rest =
                 format!("/repository/tree?ref={sha}&recursive=true&per_page=100&page={page}");
-            let (s, h, t) = self.send(Method::GET, &rest, None).await?;
-            if !s.is_success() {
-                return Err(api_error("GET", &rest, s, &t));
-            }
-            let items: Vec<Value> = serde_json::from_str(&t)
-                .map_err(|e| JobError::remote(format!("GitLab tree: bad JSON: {e}")))?;
-            out.extend(
-                items
-                    .iter()
-                    .filter(|i| i["type"] == "blob")
-                    .filter_map(|i| i["path"].as_str().map(str::to_string)),
-            );
-            match h
+            let resp = self.send::<()>("GET", &rest, None).await?;
+            let next = resp
+                .headers()
                 .get("x-next-page")
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u32>().ok())
-            {
+                .and_then(|v| v.parse::<u32>().ok());
+            let items: Vec<TreeItem> = api::json(resp, SERVICE, "GET").await?;
+            out.extend(items.into_iter().filter(|i| i.kind == "blob").map(|i| {
+                manifest_edit::TreeEntry {
+                    mode: i.mode.unwrap_or_else(|| "100644".into()),
+                    id: i.id.unwrap_or_default(),
+                    size: 0,
+                    path: i.path,
+                }
+            }));
+            match next {
                 Some(n) if n > page => page = n,
                 _ => break,
             }
@@ -202,477 +257,173 @@ impl Api {
     }
 
     /// Raw file content at `sha`, None when missing.
-    pub async fn raw(&self, path: &str, sha: &str) -> JobResult<Option<String>> {
+    pub async fn raw(&self, path: &str, sha: &str) -> Result<Option<Vec<u8>>, Error> {
         let rest = format!("/repository/files/{}/raw?ref={sha}", encode_path(path));
-        let (s, _, t) = self.send(Method::GET, &rest, None).await?;
-        match s {
-            StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => Ok(Some(t)),
-            s => Err(api_error("GET", &rest, s, &t)),
+        let resp = self.send::<()>("GET", &rest, None).await?;
+        match Self::body(resp, "GET").await {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
 
     /// The last commit that changed a file on a ref (`X-Gitlab-Last-Commit-Id`).
-    pub async fn last_commit_id(&self, path: &str, reference: &str) -> JobResult<Option<String>> {
+    pub async fn last_commit_id(&self, path: &str, reference: &str) -> Result<Option<String>, Error> {
         let rest = format!(
             "/repository/files/{}?ref={}",
             encode_path(path),
             encode_path(reference)
         );
-        let (s, h, t) = self.send(Method::HEAD, &rest, None).await?;
-        match s {
-            StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => Ok(h
-                .get("x-gitlab-last-commit-id")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)),
-            s => Err(api_error("HEAD", &rest, s, &t)),
+        let url = self.url(&rest);
+        let resp = self.send::<()>("HEAD", &rest, None).await?;
+        let status = resp.status();
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
         }
-    }
-
-    /// Reads every YAML file under the paths at `sha` and plans the edit;
-    /// also returns the state file's text.
-    pub async fn plan(
-        &self,
-        opts: &Options,
-        target: &Target,
-        sha: &str,
-    ) -> JobResult<(Plan, Option<String>)> {
-        let mut p = Plan::default();
-        let prefixes: Vec<String> = opts
-            .paths
-            .iter()
-            .map(|x| format!("{}/", x.trim_matches('/')))
-            .collect();
-        for path in &opts.paths {
-            if path.split('/').any(|c| c == "..") || path.starts_with('/') {
-                return Err(JobError::usage(format!(
-                    "--path {path:?} must be relative to the repo and must not contain '..'"
-                )));
-            }
+        if !status.is_success() {
+            return Err(ApiError::from_status(SERVICE, "HEAD", &url, status, b"").into());
         }
-        for path in self.tree(sha).await? {
-            if !prefixes.is_empty() && !prefixes.iter().any(|pre| path.starts_with(pre.as_str())) {
-                continue;
-            }
-            if !plan::is_yaml(&path) {
-                continue;
-            }
-            let Some(text) = self.raw(&path, sha).await? else {
-                continue;
-            };
-            if text.len() as u64 > opts.max_file_size {
-                return Err(JobError::usage(format!(
-                    "{path} is {} bytes, over --max-file-size; raise it or narrow --path",
-                    text.len()
-                )));
-            }
-            plan::plan_file(&mut p, &path, text.as_bytes(), target)?;
+        match resp
+            .headers()
+            .get("x-gitlab-last-commit-id")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(id) => Ok(Some(check_sha(&url, id)?)),
+            None => Err(ApiError::unexpected(SERVICE, &url, "no X-Gitlab-Last-Commit-Id header").into()),
         }
-        let state = self.raw(STATE_PATH, sha).await?;
-        Ok((p, state))
     }
 
     /// One commit with every action. Ok(None) when GitLab says a file
-    /// changed since it was read (retry); Ok(Some(sha)) on success.
+    /// changed since it was read (retry), with GitLab's reason.
     pub async fn commit(
         &self,
+        c: &Config,
         branch: &str,
         start_branch: Option<&str>,
         read_ref: &str,
-        files: &[crate::plan::FileChange],
+        files: &[manifest_edit::FileChange],
         message: &str,
-        opts: &Options,
-    ) -> JobResult<Option<String>> {
+    ) -> Result<Result<String, String>, Error> {
         let mut actions = Vec::new();
         for f in files {
             let last = self.last_commit_id(&f.path, read_ref).await?;
-            let mut a = json!({"file_path": f.path, "content": f.new});
-            match last {
-                Some(id) => {
-                    a["action"] = json!("update");
-                    a["last_commit_id"] = json!(id);
-                }
-                None => a["action"] = json!("create"),
-            }
-            actions.push(a);
+            actions.push(Action {
+                action: if last.is_some() { "update" } else { "create" },
+                file_path: &f.path,
+                content: &f.new,
+                last_commit_id: last,
+            });
         }
-        let author = opts.author();
-        let mut body = json!({
-            "branch": branch,
-            "commit_message": message,
-            "actions": actions,
-            "author_name": author.name,
-            "author_email": author.email,
-        });
-        if let Some(s) = start_branch {
-            body["start_branch"] = json!(s);
-        }
-        let (s, _, t) = self
-            .send(Method::POST, "/repository/commits", Some(&body))
-            .await?;
-        if s.is_success() {
-            let v: Value = serde_json::from_str(&t).unwrap_or_default();
-            return Ok(Some(v["id"].as_str().unwrap_or_default().to_string()));
-        }
-        let msg = message_of(&t);
-        let stale = [
-            "has changed since",
-            "already exists",
-            "doesn't exist",
-            "does not exist",
-            "not found",
-        ];
-        if s == StatusCode::BAD_REQUEST && stale.iter().any(|x| msg.contains(x)) {
-            info(format!("commit refused as stale ({msg}); re-reading"));
-            return Ok(None);
-        }
-        Err(api_error("POST", "/repository/commits", s, &t))
-    }
-}
-
-fn url_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| s.to_string())
-}
-
-fn path_only(rest: &str) -> &str {
-    rest.split('?').next().unwrap_or(rest)
-}
-
-fn message_of(body: &str) -> String {
-    serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|v| {
-            let m = v.get("message").or_else(|| v.get("error"))?;
-            Some(
-                m.as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| m.to_string()),
-            )
-        })
-        .unwrap_or_else(|| body.chars().take(200).collect())
-}
-
-fn api_error(method: &str, rest: &str, s: StatusCode, body: &str) -> JobError {
-    JobError::remote(format!(
-        "GitLab API {method} {}: {s}: {}",
-        path_only(rest),
-        message_of(body)
-    ))
-}
-
-pub fn run(opts: &Options, target: &Target, env: &dyn Env) -> JobResult<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| JobError::usage(format!("cannot start the async runtime: {e}")))?;
-    rt.block_on(async {
-        let api = Api::new(opts, env)?;
-        match opts.mode {
-            Mode::MergeRequest => merge_request(&api, opts, target).await,
-            _ => direct(&api, opts, target).await,
-        }
-    })
-}
-
-async fn head_of(api: &Api, branch: &str) -> JobResult<String> {
-    api.branch_head(branch).await?.ok_or_else(|| {
-        JobError::remote(format!("branch {branch} does not exist in the config repo"))
-    })
-}
-
-/// gitlab-api: commit straight to the branch.
-async fn direct(api: &Api, opts: &Options, target: &Target) -> JobResult<()> {
-    for attempt in 1..=opts.max_attempts {
-        let head = head_of(api, &opts.branch).await?;
-        let (p, state) = api.plan(opts, target, &head).await?;
-        let Some(Commit {
-            diff,
-            files,
-            message,
-            old,
-            new,
-        }) = plan_commit(opts, target, p, state.as_deref(), &head, attempt)?
-        else {
-            return Ok(());
+        let body = CommitBody {
+            branch,
+            commit_message: message,
+            actions,
+            author_name: &c.author.name,
+            author_email: &c.author.email,
+            start_branch,
         };
-        if opts.dry_run {
-            print!("{diff}");
-            info(format!(
-                "dry run: would commit {old} -> {new}; nothing changed"
-            ));
-            return Ok(());
-        }
-        match api
-            .commit(&opts.branch, None, &head, &files, &message, opts)
-            .await?
-        {
-            Some(sha) => {
-                info(format!(
-                    "committed {sha} to {}: {old} -> {new} (attempt {attempt})",
-                    opts.branch
-                ));
-                println!("{sha}");
-                write_dotenv(
-                    opts,
-                    &[
-                        ("BUMP_MANIFEST_COMMIT", &sha),
-                        ("BUMP_MANIFEST_REFERENCE", &new),
-                    ],
-                )?;
-                return Ok(());
+        let rest = "/repository/commits";
+        let url = self.url(rest);
+        let resp = self.send("POST", rest, Some(&body)).await?;
+        match Self::body(resp, "POST").await {
+            Ok(b) => {
+                let commit: CommitRef = api::decode(SERVICE, &url, &b)?;
+                Ok(Ok(check_sha(&url, &commit.id)?))
             }
-            None => tokio::time::sleep(opts.retry_delay(attempt)).await,
-        }
-    }
-    Err(JobError::remote(format!(
-        "the commit to {} was refused as stale {} times (busy branch); re-run the job or raise --max-attempts",
-        opts.branch, opts.max_attempts
-    )))
-}
-
-/// The merge request's source branch: `bump-manifest/<image>-<target>`.
-pub fn mr_branch(opts: &Options, target: &Target) -> String {
-    if let Some(b) = opts.mr_branch.as_deref().filter(|b| !b.trim().is_empty()) {
-        return b.trim().to_string();
-    }
-    let slug: String = target
-        .image
-        .repository
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    format!("bump-manifest/{slug}-{}", opts.branch.replace('/', "-"))
-}
-
-fn scan_summary(opts: &Options) -> Option<String> {
-    let s = opts.scan_summary.as_deref()?.trim();
-    if s.is_empty() {
-        return None;
-    }
-    match std::fs::read_to_string(s) {
-        Ok(text) => Some(text.chars().take(20_000).collect()),
-        Err(_) => Some(s.to_string()),
-    }
-}
-
-/// Title and description of the merge request.
-pub fn mr_text(opts: &Options, target: &Target, old: &str, new: &str) -> (String, String) {
-    let title = format!(
-        "Deploy {} {}",
-        opts.image,
-        target.suffix().trim_start_matches(':')
-    );
-    let mut d = format!(
-        "Updates `{}` in `{}`.\n\n| | reference |\n|---|---|\n| old | `{old}` |\n| new | `{new}` |\n",
-        opts.image, opts.branch
-    );
-    if let Some(p) = opts.pipeline_url.as_deref().filter(|p| !p.is_empty()) {
-        d.push_str(&format!("\nSource pipeline: {p}\n"));
-    }
-    if let Some(k) = opts.order_key.as_deref().filter(|k| !k.is_empty()) {
-        d.push_str(&format!("\nOrder key: `{k}`\n"));
-    }
-    if let Some(s) = scan_summary(opts) {
-        d.push_str(&format!("\n### Scan summary\n\n{s}\n"));
-    }
-    d.push_str("\n_Opened by bump-manifest._\n");
-    (title, d)
-}
-
-async fn find_mr(api: &Api, source: &str, target_branch: &str) -> JobResult<Option<Value>> {
-    let rest = format!(
-        "/merge_requests?state=opened&source_branch={}&target_branch={}",
-        encode_path(source),
-        encode_path(target_branch)
-    );
-    let v = api.get_json(&rest).await?.unwrap_or(Value::Null);
-    Ok(v.as_array().and_then(|a| a.first().cloned()))
-}
-
-/// merge-request: commit to a branch through the API and open (or reuse)
-/// the merge request; optionally set merge-when-pipeline-succeeds.
-async fn merge_request(api: &Api, opts: &Options, target: &Target) -> JobResult<()> {
-    let source = mr_branch(opts, target);
-    for attempt in 1..=opts.max_attempts {
-        // The target branch decides "up to date" and "never backwards".
-        let head = head_of(api, &opts.branch).await?;
-        let (p, state) = api.plan(opts, target, &head).await?;
-        if attempt == 1 {
-            log_found(&p, target, Some(&opts.branch));
-        }
-        let diff = p.diff();
-        let d = decide(opts, target, p, state.as_deref())?;
-        let Decision::Commit { old, new, .. } = &d else {
-            log_no_commit(&d, opts, target);
-            return Ok(());
-        };
-        if opts.dry_run {
-            print!("{diff}");
-            info(format!(
-                "dry run: would open a merge request {old} -> {new} from {source}; nothing changed"
-            ));
-            return Ok(());
-        }
-        let (old, new) = (old.clone(), new.clone());
-        let existing = find_mr(api, &source, &opts.branch).await?;
-        let source_head = api.branch_head(&source).await?;
-        // An open MR: update its branch. A leftover branch without an open
-        // MR is not ours to rewrite: use a fresh one.
-        let (branch, start, read_ref) = match (&existing, &source_head) {
-            (Some(_), Some(sh)) => (source.clone(), None, sh.clone()),
-            (None, Some(_)) => (
-                format!("{source}-{}", &head[..head.len().min(8)]),
-                Some(opts.branch.clone()),
-                head.clone(),
-            ),
-            _ => (source.clone(), Some(opts.branch.clone()), head.clone()),
-        };
-        let (files, message) = if read_ref == head {
-            match d {
-                Decision::Commit { files, message, .. } => (files, message),
-                _ => unreachable!("matched above"),
-            }
-        } else {
-            let (p2, state2) = api.plan(opts, target, &read_ref).await?;
-            match decide(opts, target, p2, state2.as_deref())? {
-                Decision::Commit { files, message, .. } => (files, message),
-                Decision::Newer(k, r) => {
-                    // A newer pipeline already updated the open MR.
-                    info(format!(
-                        "not going backwards: merge request branch {branch} already proposes {r} (order key {k}); nothing changed"
-                    ));
-                    return Ok(());
-                }
-                _ => {
-                    info(format!("merge request branch {branch} already holds {new}"));
-                    let mr = existing.clone().unwrap_or(Value::Null);
-                    return finish_mr(api, opts, target, &mr, &old, &new, false).await;
-                }
-            }
-        };
-        let Some(sha) = api
-            .commit(&branch, start.as_deref(), &read_ref, &files, &message, opts)
-            .await?
-        else {
-            tokio::time::sleep(opts.retry_delay(attempt)).await;
-            continue;
-        };
-        info(format!("committed {sha} to {branch}: {old} -> {new}"));
-        let (title, description) = mr_text(opts, target, &old, &new);
-        let mr = match existing {
-            Some(mr) => {
-                let iid = mr["iid"].as_u64().unwrap_or_default();
-                let body = json!({"title": title, "description": description});
-                let (s, _, t) = api
-                    .send(Method::PUT, &format!("/merge_requests/{iid}"), Some(&body))
-                    .await?;
-                if !s.is_success() {
-                    return Err(api_error("PUT", "/merge_requests/:iid", s, &t));
-                }
-                info(format!("updated merge request !{iid}"));
-                serde_json::from_str(&t).unwrap_or(mr)
-            }
-            None => {
-                let body = json!({
-                    "source_branch": branch,
-                    "target_branch": opts.branch,
-                    "title": title,
-                    "description": description,
-                    "remove_source_branch": true,
-                });
-                let (s, _, t) = api
-                    .send(Method::POST, "/merge_requests", Some(&body))
-                    .await?;
-                if s == StatusCode::CONFLICT {
-                    // Another job opened it first: reuse it.
-                    info(format!(
-                        "a merge request from {branch} already exists ({}); reusing it",
-                        message_of(&t)
-                    ));
-                    find_mr(api, &branch, &opts.branch)
-                        .await?
-                        .unwrap_or(Value::Null)
-                } else if s.is_success() {
-                    let v: Value = serde_json::from_str(&t).unwrap_or_default();
-                    info(format!("opened merge request !{}", v["iid"]));
-                    v
+            Err(e) if e.status() == Some(400) => {
+                let msg = e.body().and_then(|b| b.message.clone()).unwrap_or_default();
+                let stale = [
+                    "has changed since",
+                    "already exists",
+                    "doesn't exist",
+                    "does not exist",
+                    "not found",
+                ];
+                if stale.iter().any(|x| msg.contains(x)) {
+                    Ok(Err(msg))
                 } else {
-                    return Err(api_error("POST", "/merge_requests", s, &t));
+                    Err(e.into())
                 }
             }
-        };
-        return finish_mr(api, opts, target, &mr, &old, &new, true).await;
+            Err(e) => Err(e.into()),
+        }
     }
-    Err(JobError::remote(format!(
-        "the commit to the merge request branch was refused as stale {} times; re-run the job",
-        opts.max_attempts
-    )))
+
+    /// The open merge request from `source` into `target`, if any.
+    pub async fn find_mr(&self, source: &str, target: &str) -> Result<Option<MergeRequest>, Error> {
+        let rest = format!(
+            "/merge_requests?state=opened&source_branch={}&target_branch={}",
+            encode_path(source),
+            encode_path(target)
+        );
+        let resp = self.send::<()>("GET", &rest, None).await?;
+        let list: Vec<MergeRequest> = api::json(resp, SERVICE, "GET").await?;
+        let url = self.url(&rest);
+        list.into_iter().next().map(|m| check_mr(&url, m)).transpose()
+    }
+
+    /// Updates an open merge request's title and description.
+    pub async fn update_mr(&self, iid: u64, title: &str, description: &str) -> Result<MergeRequest, Error> {
+        let rest = format!("/merge_requests/{iid}");
+        let body = serde_json::json!({"title": title, "description": description});
+        let resp = self.send("PUT", &rest, Some(&body)).await?;
+        let mr: MergeRequest = api::json(resp, SERVICE, "PUT").await?;
+        check_mr(&self.url(&rest), mr)
+    }
+
+    /// Opens a merge request; Ok(None) on 409 (another job opened it first).
+    pub async fn create_mr(
+        &self,
+        source: &str,
+        target: &str,
+        title: &str,
+        description: &str,
+    ) -> Result<Result<MergeRequest, String>, Error> {
+        let rest = "/merge_requests";
+        let body = serde_json::json!({
+            "source_branch": source,
+            "target_branch": target,
+            "title": title,
+            "description": description,
+            "remove_source_branch": true,
+        });
+        let url = self.url(rest);
+        let resp = self.send("POST", rest, Some(&body)).await?;
+        match Self::body(resp, "POST").await {
+            Ok(b) => Ok(Ok(check_mr(&url, api::decode(SERVICE, &url, &b)?)?)),
+            Err(e) if e.status() == Some(409) => Ok(Err(e
+                .body()
+                .and_then(|b| b.message.clone())
+                .unwrap_or_else(|| "409 Conflict".into()))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sets merge-when-pipeline-succeeds once: Ok(Err(status)) for the
+    /// 405/406/409/422 GitLab answers while it still checks a new MR.
+    pub async fn set_auto_merge(&self, iid: u64) -> Result<Result<(), ApiError>, Error> {
+        let rest = format!("/merge_requests/{iid}/merge");
+        let body = serde_json::json!({"merge_when_pipeline_succeeds": true, "auto_merge": true, "should_remove_source_branch": true});
+        let resp = self.send("PUT", &rest, Some(&body)).await?;
+        match Self::body(resp, "PUT").await {
+            Ok(_) => Ok(Ok(())),
+            Err(e) if matches!(e.status(), Some(405 | 406 | 409 | 422)) => Ok(Err(e)),
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
-async fn finish_mr(
-    api: &Api,
-    opts: &Options,
-    target: &Target,
-    mr: &Value,
-    _old: &str,
-    new: &str,
-    _fresh: bool,
-) -> JobResult<()> {
-    let iid = mr["iid"].as_u64();
-    let url = mr["web_url"].as_str().unwrap_or_default().to_string();
-    if opts.auto_merge
-        && let Some(iid) = iid
-    {
-        auto_merge(api, opts, iid).await?;
+/// A merge request GitLab returned must have a real iid and URL.
+fn check_mr(url: &str, mr: MergeRequest) -> Result<MergeRequest, Error> {
+    if mr.iid == 0 || !(mr.web_url.starts_with("http://") || mr.web_url.starts_with("https://")) {
+        return Err(ApiError::unexpected(
+            SERVICE,
+            url,
+            format!("merge request iid {} / web_url {:?} is not usable", mr.iid, mr.web_url),
+        )
+        .into());
     }
-    if !url.is_empty() {
-        println!("{url}");
-    }
-    let _ = target;
-    write_dotenv(
-        opts,
-        &[
-            ("BUMP_MANIFEST_MR_URL", &url),
-            ("BUMP_MANIFEST_REFERENCE", new),
-        ],
-    )
-}
-
-/// Sets merge-when-pipeline-succeeds. GitLab answers 405 (and sometimes
-/// 406/422) while it is still computing a new MR's mergeability: retry.
-async fn auto_merge(api: &Api, opts: &Options, iid: u64) -> JobResult<()> {
-    let body = json!({"merge_when_pipeline_succeeds": true, "auto_merge": true, "should_remove_source_branch": true});
-    let tries = opts.max_attempts.clamp(3, 15);
-    for attempt in 1..=tries {
-        let (s, _, t) = api
-            .send(
-                Method::PUT,
-                &format!("/merge_requests/{iid}/merge"),
-                Some(&body),
-            )
-            .await?;
-        if s.is_success() {
-            info(format!(
-                "merge request !{iid} set to merge when its pipeline succeeds"
-            ));
-            return Ok(());
-        }
-        let early = matches!(s.as_u16(), 405 | 406 | 409 | 422);
-        if !early || attempt == tries {
-            return Err(api_error("PUT", "/merge_requests/:iid/merge", s, &t));
-        }
-        let wait = opts.retry_delay(attempt);
-        info(format!(
-            "{s} setting auto-merge (GitLab still checking the new MR); retrying in {:.1}s",
-            wait.as_secs_f64()
-        ));
-        tokio::time::sleep(wait).await;
-    }
-    Ok(())
+    Ok(mr)
 }
 
 #[cfg(test)]
@@ -687,5 +438,15 @@ mod tests {
             encode_path("overlays/pi one/kustomization.yaml"),
             "overlays%2Fpi%20one%2Fkustomization.yaml"
         );
+    }
+
+    #[test]
+    fn malformed_answers_are_unexpected() {
+        let e = check_sha("https://g/api", "").unwrap_err();
+        assert!(e.to_string().starts_with("unexpected answer from GitLab at https://g/api"), "{e}");
+        let e = api::decode::<Branch>(SERVICE, "https://g/b", br#"{"name":"main"}"#).unwrap_err();
+        assert!(e.to_string().contains("missing field `commit`"), "{e}");
+        let e = api::decode::<MergeRequest>(SERVICE, "https://g/m", br#"{"id":5}"#).unwrap_err();
+        assert!(e.to_string().contains("missing field `iid`"), "{e}");
     }
 }

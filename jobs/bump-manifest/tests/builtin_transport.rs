@@ -62,7 +62,7 @@ fn builtin_transport_clones_and_pushes_one_commit_without_git_remote_https() {
         .arg("--workdir")
         .arg(&clone));
     assert_eq!(r.code, 0, "{}", r.all());
-    r.assert_no_secret();
+    r.assert_no_secret(&[TOKEN]);
     assert_eq!(exec.used(), None, "a libcurl helper ran");
     let log = srv.log("config", "main");
     assert_eq!(log.len(), 2, "one commit on top of the seed");
@@ -114,7 +114,7 @@ fn without_builtin_the_same_setup_needs_git_remote_https() {
         "{:?}",
         exec.used()
     );
-    r.assert_no_secret();
+    r.assert_no_secret(&[TOKEN]);
     assert_eq!(srv.log("config", "main").len(), 1);
 }
 
@@ -162,7 +162,7 @@ exec '{real}' "$@"
 
     let r = run(bump(&srv, &exec, "1.5.0").env("PATH", path));
     assert_eq!(r.code, 0, "{}", r.all());
-    r.assert_no_secret();
+    r.assert_no_secret(&[TOKEN]);
     assert!(mark.exists(), "the wrapper did not run");
     assert_eq!(exec.used(), None);
     assert_eq!(r.stderr.matches("push rejected").count(), 1, "{}", r.stderr);
@@ -191,7 +191,7 @@ fn builtin_transport_wrong_token_is_exit_3_and_never_printed() {
     assert!(last.contains("CONFIG_REPO_TOKEN"), "{last}");
     assert!(!last.contains("secdeliv::"), "{last}");
     assert!(!r.all().contains("Tok3n-wrong"), "{}", r.all());
-    r.assert_no_secret();
+    r.assert_no_secret(&[TOKEN]);
     assert_eq!(exec.used(), None);
     assert_eq!(srv.log("config", "main").len(), 1);
 }
@@ -205,7 +205,7 @@ fn builtin_transport_missing_repo_names_it() {
     let last = r.stderr.lines().last().unwrap_or_default();
     eprintln!("{last}");
     assert!(last.contains("not found"), "{last}");
-    r.assert_no_secret();
+    r.assert_no_secret(&[TOKEN]);
     assert_eq!(exec.used(), None);
 }
 
@@ -332,7 +332,7 @@ fn builtin_transport_retries_discovery_and_fetch_through_a_flaky_proxy() {
     let url = format!("{}/config.git", proxy.base_url());
     let r = run(bump(&srv, &exec, "1.5.0").env("CONFIG_REPO_URL", &url));
     assert_eq!(r.code, 0, "{}", r.all());
-    r.assert_no_secret();
+    r.assert_no_secret(&[TOKEN]);
     assert_eq!(exec.used(), None);
     assert_eq!(failed.load(Ordering::SeqCst), 2);
     assert_eq!(srv.log("config", "main").len(), 2);
@@ -377,7 +377,7 @@ fn builtin_transport_simulated_servers_without_v2_or_smart_http_are_refused_clea
         assert_eq!(r.code, 3, "{}", r.all());
         let last = r.stderr.lines().last().unwrap_or_default();
         assert!(last.contains(why), "{last}");
-        r.assert_no_secret();
+        r.assert_no_secret(&[TOKEN]);
     }
     assert_eq!(exec.used(), None);
 }
@@ -406,7 +406,7 @@ fn builtin_transport_speaks_https_trusting_the_ci_server_ca_and_refuses_an_unkno
         .unwrap_or_default()
         .to_lowercase();
     assert!(last.contains("certificate"), "{}", r.all());
-    r.assert_no_secret();
+    r.assert_no_secret(&[TOKEN]);
     assert_eq!(exec.used(), None, "a libcurl helper ran");
     assert_eq!(srv.log("config", "main").len(), 1);
 
@@ -416,7 +416,7 @@ fn builtin_transport_speaks_https_trusting_the_ci_server_ca_and_refuses_an_unkno
         .env("CI_SERVER_TLS_CA_FILE", &tls.ca_file)
         .args(["--new-digest", D1]));
     assert_eq!(r.code, 0, "{}", r.all());
-    r.assert_no_secret();
+    r.assert_no_secret(&[TOKEN]);
     assert_eq!(exec.used(), None, "a libcurl helper ran");
     let log = srv.log("config", "main");
     assert_eq!(log.len(), 2, "one commit on top of the seed");

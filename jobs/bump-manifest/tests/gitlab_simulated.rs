@@ -52,7 +52,7 @@ fn gitlab_api_mode_simulated_one_commit_with_every_file() {
     let sim = sim();
     let r = run(&mut api_cmd(&sim, "gitlab-api", "1.5.0", "10"));
     assert_eq!(r.code, 0, "{}", r.all());
-    r.assert_no_secret();
+    r.assert_no_secret(&[TOKEN]);
     let commits = posts(&sim, "/repository/commits");
     assert_eq!(commits.len(), 1, "one commits-API call");
     assert_eq!(commits[0].2, "PRIVATE-TOKEN");
@@ -142,7 +142,7 @@ fn gitlab_api_mode_simulated_bad_token_is_exit_3_without_leak() {
     assert_eq!(r.code, 3, "{}", r.all());
     assert!(r.stderr.contains("401"), "{}", r.stderr);
     assert!(!r.all().contains("Tok3n-nope"));
-    r.assert_no_secret();
+    r.assert_no_secret(&[TOKEN]);
 }
 
 #[test]
@@ -163,7 +163,7 @@ fn merge_request_mode_simulated_opens_reuses_and_auto_merges_after_405() {
     ]);
     let r = run(&mut c);
     assert_eq!(r.code, 0, "{}", r.all());
-    r.assert_no_secret();
+    r.assert_no_secret(&[TOKEN]);
     assert!(r.stderr.contains("405"), "{}", r.stderr);
     {
         let repo = sim.repo.lock().unwrap();
@@ -340,5 +340,5 @@ fn gitlab_api_mode_simulated_unknown_project_and_branch_are_exit_3() {
         "{}",
         r.stderr
     );
-    r.assert_no_secret();
+    r.assert_no_secret(&[TOKEN]);
 }

@@ -194,77 +194,17 @@ pub fn remove_entry(src: &str, map: &Node, key: &str) -> Option<Edit> {
     })
 }
 
-/// A unified diff of one file, from its edits (hunks with 3 lines of context).
+/// A unified diff of one file (hunks with 3 lines of context), as
+/// `git diff` shows it; empty when nothing changed.
 pub fn unified_diff(path: &str, old: &str, new: &str) -> String {
     if old == new {
         return String::new();
     }
-    let a: Vec<&str> = old.split_inclusive('\n').collect();
-    let b: Vec<&str> = new.split_inclusive('\n').collect();
-    // Edits are few and local: walk both files and resynchronise on equal
-    // lines with a small lookahead window.
-    let mut ops: Vec<(char, &str)> = Vec::new();
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() || j < b.len() {
-        if i < a.len() && j < b.len() && a[i] == b[j] {
-            ops.push((' ', a[i]));
-            i += 1;
-            j += 1;
-            continue;
-        }
-        // Find the nearest (di, dj) where lines match again.
-        let mut found = None;
-        'search: for d in 1..=64usize {
-            for di in 0..=d {
-                let dj = d - di;
-                if i + di < a.len() && j + dj < b.len() && a[i + di] == b[j + dj] {
-                    found = Some((di, dj));
-                    break 'search;
-                }
-            }
-        }
-        let (di, dj) = found.unwrap_or((a.len() - i, b.len() - j));
-        for l in &a[i..i + di] {
-            ops.push(('-', l));
-        }
-        for l in &b[j..j + dj] {
-            ops.push(('+', l));
-        }
-        i += di;
-        j += dj;
-    }
-    let mut out = format!("--- a/{path}\n+++ b/{path}\n");
-    let ctx = 3;
-    let changed: Vec<usize> = ops
-        .iter()
-        .enumerate()
-        .filter(|(_, (c, _))| *c != ' ')
-        .map(|(k, _)| k)
-        .collect();
-    let mut k = 0;
-    while k < changed.len() {
-        let start = changed[k].saturating_sub(ctx);
-        let mut end = (changed[k] + ctx + 1).min(ops.len());
-        while k + 1 < changed.len() && changed[k + 1] <= end + ctx {
-            k += 1;
-            end = (changed[k] + ctx + 1).min(ops.len());
-        }
-        k += 1;
-        let old_line = 1 + ops[..start].iter().filter(|(c, _)| *c != '+').count();
-        let new_line = 1 + ops[..start].iter().filter(|(c, _)| *c != '-').count();
-        let old_n = ops[start..end].iter().filter(|(c, _)| *c != '+').count();
-        let new_n = ops[start..end].iter().filter(|(c, _)| *c != '-').count();
-        out.push_str(&format!("@@ -{old_line},{old_n} +{new_line},{new_n} @@\n"));
-        for (c, l) in &ops[start..end] {
-            out.push(*c);
-            out.push_str(l.trim_end_matches(['\n', '\r']));
-            out.push('\n');
-            if !l.ends_with('\n') {
-                out.push_str("\\ No newline at end of file\n");
-            }
-        }
-    }
-    out
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("a/{path}"), &format!("b/{path}"))
+        .to_string()
 }
 
 #[cfg(test)]

@@ -37,10 +37,45 @@ impl Target {
         format!("{}{}", self.image.name(), self.suffix())
     }
 
+    /// A version of this image in the form of [`Target::new_ref`]:
+    /// `name:tag@digest` with the normalized name.
+    pub fn reference(&self, v: &Version) -> String {
+        let mut s = self.image.name();
+        if let Some(t) = &v.tag {
+            s.push(':');
+            s.push_str(t);
+        }
+        if let Some(d) = &v.digest {
+            s.push('@');
+            s.push_str(d);
+        }
+        s
+    }
+
     /// Whether an image name as written (no tag/digest) is this image.
     pub fn matches(&self, name: &str) -> bool {
         ImageRef::parse(name.trim())
             .is_ok_and(|r| r.tag.is_none() && r.digest.is_none() && r.same_repository(&self.image))
+    }
+}
+
+/// A tag and/or a digest: one version of the image.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Version {
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+}
+
+impl Version {
+    fn of(tag: Option<&str>, digest: Option<&str>) -> Version {
+        let keep = |x: Option<&str>| x.map(str::trim).filter(|x| !x.is_empty()).map(str::to_string);
+        Version {
+            tag: keep(tag),
+            digest: keep(digest),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.tag.is_none() && self.digest.is_none()
     }
 }
 
@@ -50,9 +85,12 @@ pub struct Found {
     pub line: usize,
     /// Which layout: `kustomize`, `helm`, `manifest`, `argocd`.
     pub layout: &'static str,
-    /// The reference before, as `tag@digest` / `name:tag` text.
+    /// The reference before, as written (`name:tag@digest`, or the one
+    /// scalar a tag or digest key holds).
     pub old: String,
     pub new: String,
+    /// What the scalars held before: the previous version of the image.
+    pub before: Version,
 }
 
 impl Found {
@@ -159,6 +197,7 @@ fn full_ref(node: &Node, layout: &'static str, t: &Target, m: &mut FileMatch) {
         layout,
         old,
         new,
+        before: Version::of(tag, digest),
     });
 }
 
@@ -211,6 +250,7 @@ fn kustomize(src: &str, doc: &Node, t: &Target, m: &mut FileMatch) {
             layout: "kustomize",
             old: format!("{effective}:{old}"),
             new: format!("{effective}:{new}"),
+            before: Version::of(old_tag, old_digest),
         });
     }
 }
@@ -263,6 +303,7 @@ fn helm_image_map(src: &str, root: &Node, map: &Node, t: &Target, m: &mut FileMa
         layout: "helm",
         old: format!("{name}:{}", tag_digest(old_tag, old_digest)),
         new: format!("{name}:{}", tag_digest(new_tag, t.digest.as_deref())),
+        before: Version::of(old_tag, old_digest),
     });
     true
 }
@@ -349,11 +390,11 @@ fn helm_key_node(
     if !repo_ok {
         return;
     }
-    let new = if lower.contains("digest") {
-        t.digest.clone().unwrap_or_default()
+    let (new, before) = if lower.contains("digest") {
+        (t.digest.clone().unwrap_or_default(), Version::of(None, Some(v)))
     } else if lower.contains("tag") {
         match &t.tag {
-            Some(tag) => tag.clone(),
+            Some(tag) => (tag.clone(), Version::of(Some(v), None)),
             None => return,
         }
     } else {
@@ -368,6 +409,7 @@ fn helm_key_node(
         layout: "helm",
         old: v.to_string(),
         new,
+        before,
     });
 }
 
@@ -428,6 +470,7 @@ fn argocd(src: &str, doc: &Node, t: &Target, m: &mut FileMatch) {
                     "{effective}:{}",
                     tag_digest(t.tag.as_deref(), t.digest.as_deref())
                 ),
+                before: Version::of(tag, digest),
             });
         }
         let Some(helm) = source.get("helm") else {
@@ -452,26 +495,33 @@ fn argocd_helm_parameters(helm: &Node, t: &Target, m: &mut FileMatch) {
         .filter_map(|p| Some((p.get_str("name")?, p.get("value")?)))
         .collect();
     let lookup = |name: &str| params.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
-    let set = |node: &Node, new: String, m: &mut FileMatch| {
+    // `digest`: whether the parameter holds the digest (else the tag).
+    let set = |node: &Node, new: String, digest: bool, m: &mut FileMatch| {
         let old = node.as_str().unwrap_or_default().to_string();
         if old != new {
             m.edits.push(edit::replace_scalar(node, &new));
         }
+        let before = if digest {
+            Version::of(None, Some(&old))
+        } else {
+            Version::of(Some(&old), None)
+        };
         m.found.push(Found {
             line: node.line,
             layout: "argocd",
             old,
             new,
+            before,
         });
     };
     for (name, value) in &params {
         if let Some(prefix) = name.strip_suffix("repository") {
             if value.as_str().is_some_and(|r| t.matches(r)) {
                 if let (Some(tag), Some(n)) = (&t.tag, lookup(&format!("{prefix}tag"))) {
-                    set(n, tag.clone(), m);
+                    set(n, tag.clone(), false, m);
                 }
                 if let Some(n) = lookup(&format!("{prefix}digest")) {
-                    set(n, t.digest.clone().unwrap_or_default(), m);
+                    set(n, t.digest.clone().unwrap_or_default(), true, m);
                 }
             }
         } else if value.as_str().is_some_and(|v| v.contains([':', '@'])) {
@@ -490,10 +540,10 @@ fn argocd_helm_parameters(helm: &Node, t: &Target, m: &mut FileMatch) {
             .map(|s| s.to_ascii_lowercase())
             .unwrap_or_default();
         if last.contains("digest") {
-            set(n, t.digest.clone().unwrap_or_default(), m);
+            set(n, t.digest.clone().unwrap_or_default(), true, m);
         } else if last.contains("tag") {
             if let Some(tag) = &t.tag {
-                set(n, tag.clone(), m);
+                set(n, tag.clone(), false, m);
             }
         } else {
             full_ref(n, "argocd", t, m);

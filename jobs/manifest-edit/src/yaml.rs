@@ -143,6 +143,8 @@ impl std::fmt::Display for YamlError {
     }
 }
 
+impl std::error::Error for YamlError {}
+
 /// Converts the parser's character indexes to byte offsets. Indexes arrive
 /// almost in order, so a cursor makes this linear; pure-ASCII input skips it.
 struct CharMap<'a> {

@@ -2,11 +2,17 @@
 //! quoting, comments, anchors, CRLF, unicode, indentation, with or without a
 //! final newline), the edit changes only the bytes of the reference scalars.
 //! Cases come from a seeded generator; a failure prints its seed.
+//!
+//! The outputs are judged twice: with the editor's own parser (saphyr
+//! events, spans) and with an independent one (`serde_yaml_ng`, on
+//! unsafe-libyaml): the edited file parses with both, and its documents
+//! differ from the original's only in the edited scalars.
 
-use bump_manifest::edit;
-use bump_manifest::rules::{Target, match_file};
-use bump_manifest::yaml::{self, Kind, Node, Style};
 use kit::reference::ImageRef;
+use manifest_edit::edit;
+use manifest_edit::rules::{Target, match_file};
+use manifest_edit::yaml::{self, Kind, Node, Style};
+use serde_yaml_ng::Value;
 
 const TAG: &str = "2.0.1";
 const DIGEST: &str = "sha256:abababababababababababababababababababababababababababababababab";
@@ -163,6 +169,58 @@ fn scalars(n: &Node, out: &mut Vec<(usize, usize, String, Style)>) {
     }
 }
 
+/// Every document of `src` as the independent parser reads it.
+fn independent(src: &str, ctx: &str) -> Vec<Value> {
+    serde_yaml_ng::Deserializer::from_str(src)
+        .map(|d| {
+            serde::Deserialize::deserialize(d)
+                .unwrap_or_else(|e| panic!("serde_yaml_ng cannot read it ({e}), {ctx}"))
+        })
+        .collect()
+}
+
+fn is_new_value(v: &Value) -> bool {
+    matches!(v, Value::String(s) if s == TAG || s == DIGEST || s.ends_with(&format!(":{TAG}@{DIGEST}")))
+}
+
+/// Walks two documents of the same shape; returns how many scalars differ,
+/// each of which must now hold the new tag, digest or reference.
+fn changed_leaves(old: &Value, new: &Value, at: &str, ctx: &str) -> usize {
+    match (old, new) {
+        (Value::Mapping(a), Value::Mapping(b)) => {
+            assert_eq!(a.len(), b.len(), "mapping at {at} changed size, {ctx}");
+            a.iter()
+                .zip(b.iter())
+                .map(|((ka, va), (kb, vb))| {
+                    assert_eq!(ka, kb, "key at {at} changed, {ctx}");
+                    changed_leaves(va, vb, &format!("{at}.{ka:?}"), ctx)
+                })
+                .sum()
+        }
+        (Value::Sequence(a), Value::Sequence(b)) => {
+            assert_eq!(a.len(), b.len(), "sequence at {at} changed length, {ctx}");
+            a.iter()
+                .zip(b)
+                .enumerate()
+                .map(|(i, (x, y))| changed_leaves(x, y, &format!("{at}[{i}]"), ctx))
+                .sum()
+        }
+        (Value::Tagged(a), Value::Tagged(b)) => {
+            assert_eq!(a.tag, b.tag, "tag at {at} changed, {ctx}");
+            changed_leaves(&a.value, &b.value, at, ctx)
+        }
+        (a, b) if a == b => 0,
+        (a, b) => {
+            assert!(
+                !matches!(a, Value::Mapping(_) | Value::Sequence(_)),
+                "a collection at {at} became {b:?}, {ctx}"
+            );
+            assert!(is_new_value(b), "{at}: {a:?} became {b:?}, not the new reference, {ctx}");
+            1
+        }
+    }
+}
+
 fn all_scalars(docs: &[Node]) -> Vec<(usize, usize, String, Style)> {
     let mut out = Vec::new();
     docs.iter().for_each(|d| scalars(d, &mut out));
@@ -282,7 +340,27 @@ fn only_reference_scalars_change() {
                 assert_eq!(o.2, n.2, "{ctx}");
             }
         }
-        // 4. Idempotent: a second run finds everything current.
+        // 4. The independent parser reads both files, sees the same
+        //    documents, and finds changes only where edits were made, each
+        //    one holding the new value (an aliased scalar may show up at
+        //    every alias, so at least one change per edit).
+        let (old_v, new_v) = (independent(&src, &ctx), independent(&new, &ctx));
+        assert_eq!(old_v.len(), new_v.len(), "document count, {ctx}");
+        let changed: usize = old_v
+            .iter()
+            .zip(&new_v)
+            .map(|(a, b)| changed_leaves(a, b, "$", &ctx))
+            .sum();
+        let real_edits = m
+            .edits
+            .iter()
+            .filter(|e| src[e.start..e.end] != e.text)
+            .count();
+        assert!(
+            changed >= real_edits.min(1) && (changed == 0) == (real_edits == 0),
+            "{changed} scalars differ for {real_edits} edits, {ctx}"
+        );
+        // 5. Idempotent: a second run finds everything current.
         let again = match_file(&new, &new_docs, name, &target);
         assert!(
             again.edits.is_empty(),

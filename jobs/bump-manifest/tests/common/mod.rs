@@ -12,40 +12,49 @@ pub fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/config-repo")
 }
 
-/// The binary with a clean environment (no CI variables leaking in).
+#[allow(unused_imports)]
+pub use harness::job::{Run, assert_no_secret_in, assert_no_secret_in_files};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_bump-manifest");
+
+/// `git-remote-secdeliv` next to the job binary, where bump-manifest looks
+/// first (scripts/test.sh builds every binary of the workspace first; here
+/// it is built when missing).
+pub fn helper() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    let p = Path::new(BIN).with_file_name("git-remote-secdeliv");
+    BUILT.call_once(|| {
+        if !p.exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let ok = Command::new(cargo)
+                .args(["build", "-q", "-p", "git-remote", "--bin", "git-remote-secdeliv"])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "cannot build git-remote-secdeliv: run `cargo build -p git-remote`");
+        }
+    });
+    assert!(p.exists(), "{} is missing: run `cargo build -p git-remote`", p.display());
+    p
+}
+
+/// The binary with a clean environment (no CI variables leaking in), as
+/// `harness::job::Job` starts it.
 pub fn cmd() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_bump-manifest"));
+    helper();
+    let mut c = Command::new(BIN);
     c.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", std::env::temp_dir())
-        .env("BUMP_RETRY_DELAY_MS", "50");
+        .env("BUMP_RETRY_DELAY_MS", "50")
+        .stdin(std::process::Stdio::null());
     c
 }
 
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    pub fn all(&self) -> String {
-        format!("{}\n{}", self.stdout, self.stderr)
-    }
-    /// No secret in anything the job printed.
-    pub fn assert_no_secret(&self) {
-        assert!(!self.all().contains(TOKEN), "token leaked:\n{}", self.all());
-        assert!(
-            !self.all().contains("Z2xwYXQt"),
-            "base64 token leaked:\n{}",
-            self.all()
-        );
-    }
-}
-
+/// Runs a prepared command; the result is judged with the harness's checks.
 pub fn run(c: &mut Command) -> Run {
     let o: Output = c.output().expect("run bump-manifest");
     Run {
+        job: "bump-manifest".into(),
         code: o.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
