@@ -228,44 +228,81 @@ pub fn remote_error(what: &str, e: &reqwest::Error) -> JobError {
 
 #[cfg(test)]
 mod tests {
+    //! Retries are judged at the server: how many attempts arrived, and how
+    //! far apart (bounded windows: a sleep is never shorter than asked, and
+    //! the upper bounds leave room for a loaded machine).
+
     use super::*;
+    use crate::api::ApiError;
     use crate::env::MapEnv;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use crate::exit::ExitKind;
+    use crate::job::Failure;
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// A tiny HTTP/1.1 server that answers the n-th request with `replies[n]`
-    /// (the last reply repeats), counting requests.
-    async fn serve(replies: Vec<&'static str>) -> (String, Arc<AtomicUsize>) {
+    /// What a test server saw: the arrival instant of every attempt.
+    #[derive(Clone, Default)]
+    struct Seen(Arc<Mutex<Vec<Instant>>>);
+
+    impl Seen {
+        fn count(&self) -> usize {
+            self.0.lock().unwrap().len()
+        }
+        /// The time between consecutive attempts.
+        fn gaps(&self) -> Vec<Duration> {
+            let t = self.0.lock().unwrap();
+            t.windows(2).map(|w| w[1] - w[0]).collect()
+        }
+    }
+
+    /// A tiny HTTP/1.1 server that answers the n-th connection with
+    /// `replies[n]` (the last reply repeats): a raw response, `RESET`
+    /// (close without answering) or `STALL` (never answer).
+    async fn serve(replies: Vec<String>) -> (String, Seen) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let count = Arc::new(AtomicUsize::new(0));
-        let c = count.clone();
+        let seen = Seen::default();
+        let s = seen.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((mut sock, _)) = listener.accept().await else {
                     return;
                 };
-                let n = c.fetch_add(1, Ordering::SeqCst);
-                let reply = replies[n.min(replies.len() - 1)];
-                let mut buf = [0u8; 4096];
-                let _ = sock.read(&mut buf).await;
-                if reply == "RESET" {
-                    drop(sock);
-                    continue;
-                }
-                let _ = sock.write_all(reply.as_bytes()).await;
-                let _ = sock.shutdown().await;
+                let n = {
+                    let mut t = s.0.lock().unwrap();
+                    t.push(Instant::now());
+                    t.len() - 1
+                };
+                let reply = replies[n.min(replies.len() - 1)].clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = sock.read(&mut buf).await;
+                    match reply.as_str() {
+                        "RESET" => drop(sock),
+                        "STALL" => {
+                            tokio::time::sleep(Duration::from_secs(60)).await;
+                        }
+                        _ => {
+                            let _ = sock.write_all(reply.as_bytes()).await;
+                            let _ = sock.shutdown().await;
+                        }
+                    }
+                });
             }
         });
-        (format!("http://{addr}/"), count)
+        (format!("http://{addr}/"), seen)
+    }
+
+    fn reply(status: &str, headers: &str) -> String {
+        format!("HTTP/1.1 {status}\r\n{headers}content-length: 0\r\nconnection: close\r\n\r\n")
     }
 
     const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
-    const E503: &str =
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
-    const E429: &str = "HTTP/1.1 429 Too Many Requests\r\nretry-after: 1\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
-    const E404: &str = "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+
+    fn e503() -> String {
+        reply("503 Service Unavailable", "")
+    }
 
     fn fast() -> RetryPolicy {
         RetryPolicy {
@@ -276,51 +313,175 @@ mod tests {
         }
     }
 
+    fn http() -> Client {
+        client(&HttpOptions::default(), &MapEnv::default()).unwrap()
+    }
+
+    /// Asserts `d` lies in `[min, max)`.
+    #[track_caller]
+    fn within(what: &str, d: Duration, min: Duration, max: Duration) {
+        assert!(
+            d >= min && d < max,
+            "{what}: waited {d:?}, expected [{min:?}, {max:?})"
+        );
+    }
+
     #[tokio::test]
     async fn retries_503_then_succeeds() {
-        let (url, count) = serve(vec![E503, E503, OK]).await;
-        let c = client(&HttpOptions::default(), &MapEnv::default()).unwrap();
+        let (url, seen) = serve(vec![e503(), e503(), OK.into()]).await;
+        let c = http();
         let r = send_with_retry(&fast(), || c.get(&url)).await.unwrap();
         assert_eq!(r.status(), 200);
-        assert_eq!(count.load(Ordering::SeqCst), 3);
+        assert_eq!(seen.count(), 3);
     }
 
     #[tokio::test]
-    async fn honours_retry_after() {
-        let (url, count) = serve(vec![E429, OK]).await;
-        let c = client(&HttpOptions::default(), &MapEnv::default()).unwrap();
-        let t = std::time::Instant::now();
+    async fn retry_after_one_second_waits_at_least_one_second_and_not_much_more() {
+        let e429 = reply("429 Too Many Requests", "retry-after: 1\r\n");
+        let (url, seen) = serve(vec![e429, OK.into()]).await;
+        let c = http();
+        // The backoff alone would wait at most 40 ms.
         let r = send_with_retry(&fast(), || c.get(&url)).await.unwrap();
         assert_eq!(r.status(), 200);
-        assert!(
-            t.elapsed() >= Duration::from_millis(950),
-            "waited {:?}",
-            t.elapsed()
+        assert_eq!(seen.count(), 2);
+        within(
+            "Retry-After: 1",
+            seen.gaps()[0],
+            Duration::from_secs(1),
+            Duration::from_millis(2500),
         );
-        assert_eq!(count.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
-    async fn bounded_and_4xx_not_retried() {
-        let (url, count) = serve(vec![E503]).await;
-        let c = client(&HttpOptions::default(), &MapEnv::default()).unwrap();
+    async fn retry_after_as_a_past_http_date_retries_at_once() {
+        let past = httpdate::fmt_http_date(std::time::SystemTime::now() - Duration::from_secs(30));
+        let e503 = reply("503 Service Unavailable", &format!("retry-after: {past}\r\n"));
+        let (url, seen) = serve(vec![e503, OK.into()]).await;
+        let c = http();
         let r = send_with_retry(&fast(), || c.get(&url)).await.unwrap();
-        assert_eq!(r.status(), 503);
-        assert_eq!(count.load(Ordering::SeqCst), 4);
+        assert_eq!(r.status(), 200);
+        assert_eq!(seen.count(), 2);
+        within(
+            "Retry-After in the past",
+            seen.gaps()[0],
+            Duration::ZERO,
+            Duration::from_millis(900),
+        );
+    }
 
-        let (url, count) = serve(vec![E404]).await;
-        let r = send_with_retry(&fast(), || c.get(&url)).await.unwrap();
-        assert_eq!(r.status(), 404);
-        assert_eq!(count.load(Ordering::SeqCst), 1);
+    #[tokio::test]
+    async fn a_long_retry_after_is_capped_by_the_policy() {
+        let e429 = reply("429 Too Many Requests", "retry-after: 30\r\n");
+        let (url, seen) = serve(vec![e429, OK.into()]).await;
+        let c = http();
+        let policy = RetryPolicy {
+            max_retry_after: Duration::from_millis(300),
+            ..fast()
+        };
+        let r = send_with_retry(&policy, || c.get(&url)).await.unwrap();
+        assert_eq!(r.status(), 200);
+        within(
+            "Retry-After: 30 capped at 300 ms",
+            seen.gaps()[0],
+            Duration::from_millis(300),
+            Duration::from_millis(1800),
+        );
+    }
+
+    #[tokio::test]
+    async fn five_attempts_for_503_then_the_answer_is_exit_3() {
+        assert_eq!(RetryPolicy::default().attempts, 5);
+        let (url, seen) = serve(vec![e503()]).await;
+        let c = http();
+        let policy = RetryPolicy {
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(40),
+            ..Default::default()
+        };
+        let r = send_with_retry(&policy, || c.get(&url)).await.unwrap();
+        assert_eq!(r.status(), 503);
+        assert_eq!(seen.count(), 5);
+        // No sixth attempt comes later either.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(seen.count(), 5);
+        let e = ApiError::from_status("registry", "GET", &url, r.status(), b"");
+        assert_eq!(e.exit_kind(), ExitKind::Remote);
+        assert_eq!(e.exit_kind().code(), 3);
+    }
+
+    #[tokio::test]
+    async fn other_errors_are_not_retried() {
+        let c = http();
+        for status in [
+            "400 Bad Request",
+            "401 Unauthorized",
+            "403 Forbidden",
+            "404 Not Found",
+            "409 Conflict",
+            "500 Internal Server Error",
+        ] {
+            let (url, seen) = serve(vec![reply(status, "retry-after: 0\r\n"), OK.into()]).await;
+            let t = Instant::now();
+            let r = send_with_retry(&fast(), || c.get(&url)).await.unwrap();
+            assert_eq!(r.status().as_u16().to_string(), status[..3], "{status}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert_eq!(seen.count(), 1, "{status} was retried");
+            assert!(t.elapsed() < Duration::from_secs(2), "{status}");
+        }
+    }
+
+    #[tokio::test]
+    async fn backoff_grows_between_attempts() {
+        let (url, seen) = serve(vec![e503()]).await;
+        let c = http();
+        let policy = RetryPolicy {
+            attempts: 4,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(5),
+            ..Default::default()
+        };
+        let r = send_with_retry(&policy, || c.get(&url)).await.unwrap();
+        assert_eq!(r.status(), 503);
+        let gaps = seen.gaps();
+        assert_eq!(gaps.len(), 3);
+        // Retry n waits in [d/2, d] with d = 200 ms · 2^n: the lower bounds
+        // alone show the growth (a constant backoff would stay under 200 ms).
+        for (n, gap) in gaps.iter().enumerate() {
+            let d = Duration::from_millis(200 << n);
+            within(&format!("retry {n}"), *gap, d / 2, d + Duration::from_secs(1));
+        }
     }
 
     #[tokio::test]
     async fn retries_reset_connections() {
-        let (url, count) = serve(vec!["RESET", OK]).await;
-        let c = client(&HttpOptions::default(), &MapEnv::default()).unwrap();
+        let (url, seen) = serve(vec!["RESET".into(), OK.into()]).await;
+        let c = http();
         let r = send_with_retry(&fast(), || c.get(&url)).await.unwrap();
         assert_eq!(r.status(), 200);
-        assert_eq!(count.load(Ordering::SeqCst), 2);
+        assert_eq!(seen.count(), 2);
+    }
+
+    #[tokio::test]
+    async fn timeouts_are_retried_then_exit_4() {
+        let (url, seen) = serve(vec!["STALL".into()]).await;
+        let opts = HttpOptions {
+            request_timeout: Some(Duration::from_millis(200)),
+            ..Default::default()
+        };
+        let c = client(&opts, &MapEnv::default()).unwrap();
+        let policy = RetryPolicy {
+            attempts: 3,
+            ..fast()
+        };
+        let t = Instant::now();
+        let e = send_with_retry(&policy, || c.get(&url)).await.unwrap_err();
+        assert!(e.is_timeout(), "{e:?}");
+        assert_eq!(seen.count(), 3);
+        // Three timeouts of 200 ms each, at least.
+        assert!(t.elapsed() >= Duration::from_millis(600), "{:?}", t.elapsed());
+        assert_eq!(remote_error("reaching registry", &e).kind, ExitKind::Timeout);
+        let api = ApiError::transport("registry", &url, &e);
+        assert_eq!(api.exit_kind().code(), 4);
     }
 
     #[tokio::test]
@@ -331,15 +492,29 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let c = client(&HttpOptions::default(), &MapEnv::default()).unwrap();
-        let e = send_with_retry(&fast(), || {
+        let c = http();
+        let policy = RetryPolicy {
+            attempts: 4,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(2),
+            ..Default::default()
+        };
+        let tries = std::sync::atomic::AtomicUsize::new(0);
+        let t = Instant::now();
+        let e = send_with_retry(&policy, || {
+            tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             c.get(format!("http://user:pw@127.0.0.1:{port}/"))
         })
         .await
         .unwrap_err();
-        let msg = remote_error("reaching registry", &e).message;
-        assert!(msg.contains("reaching registry"), "{msg}");
-        assert!(!msg.contains("pw@"), "{msg}");
+        assert!(e.is_connect(), "{e:?}");
+        assert_eq!(tries.into_inner(), 4);
+        // Three backoffs of at least 50, 100 and 200 ms.
+        assert!(t.elapsed() >= Duration::from_millis(350), "{:?}", t.elapsed());
+        let err = remote_error("reaching registry", &e);
+        assert_eq!(err.kind, ExitKind::Remote);
+        assert!(err.message.contains("reaching registry"), "{}", err.message);
+        assert!(!err.message.contains("pw@"), "{}", err.message);
     }
 
     #[test]
@@ -354,6 +529,25 @@ mod tests {
             assert!(d <= Duration::from_secs(1));
             assert!(d >= Duration::from_millis(50));
         }
+    }
+
+    #[test]
+    fn jitter_spreads_the_backoff_over_its_window() {
+        let p = RetryPolicy {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(10),
+            ..Default::default()
+        };
+        // Retry 2: d = 400 ms, waits in [200, 400] ms.
+        let samples: Vec<Duration> = (0..400).map(|_| p.backoff(2)).collect();
+        let (lo, hi) = (Duration::from_millis(200), Duration::from_millis(400));
+        assert!(samples.iter().all(|d| *d >= lo && *d <= hi), "{samples:?}");
+        let mut distinct = samples.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert!(distinct.len() > 100, "too little jitter: {distinct:?}");
+        assert!(samples.iter().any(|d| *d < Duration::from_millis(250)));
+        assert!(samples.iter().any(|d| *d > Duration::from_millis(350)));
     }
 
     #[test]
