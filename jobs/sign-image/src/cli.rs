@@ -1,79 +1,139 @@
-//! What the commands print: results on stdout (for scripts), the story on
-//! stderr (the job log).
+//! The flags. Every flag and positional also reads the environment variable
+//! shown; booleans are plain `bool`s that `kit::cli::parse` normalizes
+//! (`--force`, `--force=false`, `SIGN_IMAGE_FORCE=true|false|1|0|yes|no`).
+//! Nothing is validated here: that is [`crate::config`].
 
-use kit::JobResult;
-use kit::env::Env;
-use kit::joblog;
+use std::path::PathBuf;
 
-use crate::ops;
+use clap::{Parser, Subcommand};
+use kit::secret::Secret;
 
-/// Runs `sign` and prints one `NAME@DIGEST` line per signed digest on stdout.
-pub async fn sign(opts: &ops::SignOptions, env: &dyn Env) -> JobResult<()> {
-    let _section = joblog::Section::start(
-        "sign_image_sign",
-        &format!("sign-image sign {}", opts.image),
-        false,
-    );
-    let report = ops::sign(opts, env).await?;
-    for s in &report.signed {
-        println!("{}@{}", report.image.name(), s.digest);
-    }
-    let added = report.signed.iter().filter(|s| s.added).count();
-    joblog::info(format!(
-        "{} digest(s) signed ({} new, {} already signed); {} registry requests",
-        report.signed.len(),
-        added,
-        report.signed.len() - added,
-        report.stats.requests
-    ));
-    Ok(())
+use crate::keyref::{DEFAULT_PRIVATE_KEY, DEFAULT_PUBLIC_KEY};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sign-image",
+    version,
+    about = "Sign container image digests the way cosign does, and verify them",
+    long_about = "Sign container image digests the way cosign does (key-based, `.sig` tag format), and verify them.\n\n\
+A signature written by `sign-image sign` verifies with `cosign verify --key cosign.pub --insecure-ignore-tlog=true IMAGE` \
+(cosign 3.x: add --new-bundle-format=false), and `sign-image verify` accepts signatures written by cosign and sigstore-rs \
+when they were made for the repository being verified (see --identity, --allow-any-identity).\n\n\
+Keys: --key is a file path or env://VAR (the PEM text in a variable). Private keys may be cosign's encrypted \
+format (password in COSIGN_PASSWORD; unset means empty) or unencrypted PKCS#8 / EC PRIVATE KEY PEM; ECDSA P-256 only.\n\n\
+Exit codes: 0 done; 1 no valid signature (verify); 2 usage or key error, including a wrong password; \
+3 registry error (unreachable, auth refused, image not found); 4 timed out.",
+    after_help = "Examples:\n  COSIGN_PASSWORD=… sign-image generate-key-pair\n  \
+COSIGN_PRIVATE_KEY=\"$(cat cosign.key)\" sign-image sign registry.example/app@sha256:…\n  \
+sign-image verify --key cosign.pub registry.example/app:1.0"
+)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Command,
 }
 
-/// Runs `verify`; prints the verified payloads as a JSON array on stdout,
-/// as `cosign verify` does.
-pub async fn verify(opts: &ops::VerifyOptions, env: &dyn Env) -> JobResult<()> {
-    let _section = joblog::Section::start(
-        "sign_image_verify",
-        &format!("sign-image verify {}", opts.image),
-        false,
-    );
-    let report = ops::verify(opts, env).await?;
-    let rows: Vec<Vec<String>> = report
-        .verdicts
-        .iter()
-        .map(|v| {
-            vec![
-                v.layer_digest.clone(),
-                v.rejected.clone().unwrap_or_else(|| "verified".into()),
-            ]
-        })
-        .collect();
-    eprintln!(
-        "{}",
-        joblog::table(&["signature layer", "result"], &rows, 100)
-    );
-    joblog::info(format!(
-        "{}@{}: {} of {} signature(s) valid for the key",
-        report.image.name(),
-        report.digest,
-        report.verified.len(),
-        report.verdicts.len()
-    ));
-    println!(
-        "{}",
-        serde_json::to_string(&report.verified).unwrap_or_default()
-    );
-    Ok(())
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Sign IMAGE's digest (an index digest for multi-arch images) and push the signature to its `.sig` tag.
+    Sign(SignArgs),
+    /// Check that IMAGE's digest carries at least one signature valid for the public key, made for IMAGE's repository.
+    Verify(VerifyArgs),
+    /// Write a new key pair: <prefix>.key (cosign's encrypted format, mode 0600) and <prefix>.pub.
+    GenerateKeyPair(GenerateArgs),
 }
 
-/// Runs `generate-key-pair` and says where the files went.
-pub fn generate_key_pair(opts: &ops::GenerateOptions, env: &dyn Env) -> JobResult<()> {
-    let (key, public, pk) = ops::generate_key_pair(opts, env)?;
-    joblog::info(format!("Private key written to {}", key.display()));
-    joblog::info(format!(
-        "Public key written to {} ({})",
-        public.display(),
-        pk.fingerprint()
-    ));
-    Ok(())
+/// Registry access, shared by sign and verify.
+#[derive(Debug, clap::Args)]
+pub struct RegistryArgs {
+    /// Registry host[:port] to speak plain HTTP to (local registries). Repeatable; comma-separated in the variable.
+    #[arg(
+        long = "insecure-registry",
+        env = "INSECURE_REGISTRY",
+        value_delimiter = ',',
+        value_name = "HOST[:PORT]"
+    )]
+    pub insecure_registry: Vec<String>,
+    /// With an index: act on this platform's manifest (os/arch[/variant], e.g. linux/arm64) instead of the index.
+    #[arg(long, env = "SIGN_IMAGE_PLATFORM", value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+    /// Registry username (else DOCKERHUB_USERNAME for Docker Hub, REGISTRY_USER, CI_REGISTRY_USER for $CI_REGISTRY, docker config.json).
+    #[arg(long, env = "SIGN_IMAGE_REGISTRY_USER")]
+    pub username: Option<String>,
+    /// Registry password or token (pairs with --username).
+    #[arg(long, env = "SIGN_IMAGE_REGISTRY_PASSWORD", hide_env_values = true)]
+    pub password: Option<Secret>,
+    /// Give up after this long (e.g. 90s, 5m) with exit 4 [default: no limit for the whole job; each request is bounded].
+    #[arg(long, env = "SIGN_IMAGE_TIMEOUT", value_name = "DURATION")]
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SignArgs {
+    /// Image to sign: a tag is resolved to its digest once; a digest is used as is.
+    #[arg(env = "SIGN_IMAGE")]
+    pub image: String,
+    /// Private key: a path or env://VAR.
+    #[arg(long, env = "SIGN_IMAGE_KEY", default_value = DEFAULT_PRIVATE_KEY, value_name = "REF")]
+    pub key: String,
+    /// Also sign each manifest of an index (every platform), as `cosign sign --recursive`.
+    #[arg(long, env = "SIGN_IMAGE_RECURSIVE")]
+    pub recursive: bool,
+    /// KEY=VALUE added to the payload's `optional` section. Repeatable; comma-separated in the variable.
+    #[arg(
+        short = 'a',
+        long = "annotation",
+        env = "SIGN_IMAGE_ANNOTATIONS",
+        value_delimiter = ',',
+        value_name = "KEY=VALUE"
+    )]
+    pub annotations: Vec<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// Image to verify (tag or digest; a tag is resolved to its digest).
+    #[arg(env = "SIGN_IMAGE")]
+    pub image: String,
+    /// Public key: a path (cosign.pub) or env://VAR.
+    #[arg(long, env = "SIGN_IMAGE_PUBLIC_KEY", default_value = DEFAULT_PUBLIC_KEY, value_name = "REF")]
+    pub key: String,
+    /// KEY=VALUE the signed payload must carry in `optional` (as `cosign verify -a`). Repeatable.
+    #[arg(
+        short = 'a',
+        long = "annotation",
+        env = "SIGN_IMAGE_ANNOTATIONS",
+        value_delimiter = ',',
+        value_name = "KEY=VALUE"
+    )]
+    pub annotations: Vec<String>,
+    /// Also accept signatures made for REPO (the name the image was signed under, e.g. before a mirror copied it). Repeatable; comma-separated in the variable.
+    #[arg(
+        long = "identity",
+        env = "SIGN_IMAGE_IDENTITIES",
+        value_delimiter = ',',
+        value_name = "REPO"
+    )]
+    pub identities: Vec<String>,
+    /// Accept a valid signature whatever repository its payload names (cosign's default). Lets a signature made for another repository of the same digest pass.
+    #[arg(long, env = "SIGN_IMAGE_ALLOW_ANY_IDENTITY")]
+    pub allow_any_identity: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GenerateArgs {
+    /// Write <PREFIX>.key and <PREFIX>.pub (as cosign's flag of the same name).
+    #[arg(
+        long,
+        env = "SIGN_IMAGE_KEY_PREFIX",
+        default_value = "cosign",
+        value_name = "PREFIX"
+    )]
+    pub output_key_prefix: PathBuf,
+    /// Overwrite existing <PREFIX>.key / <PREFIX>.pub (without it, existing files are never replaced).
+    #[arg(long, env = "SIGN_IMAGE_FORCE")]
+    pub force: bool,
 }

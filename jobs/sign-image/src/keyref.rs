@@ -1,34 +1,69 @@
 //! Key references as cosign spells them: a file path, or `env://VAR` for a
 //! key held in an environment variable (a masked GitLab CI/CD variable).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use kit::JobError;
 use kit::env::Env;
 use kit::secret::Secret;
 
-use crate::keys::{PrivateKey, PublicKey};
+use crate::keys::{KeyError, PrivateKey, PublicKey};
 
 pub const DEFAULT_PRIVATE_KEY: &str = "env://COSIGN_PRIVATE_KEY";
 pub const DEFAULT_PUBLIC_KEY: &str = "env://COSIGN_PUBLIC_KEY";
 /// Where the private key's password comes from (cosign's variable).
 pub const PASSWORD_VAR: &str = "COSIGN_PASSWORD";
 
+/// Why `--key` cannot be used. Messages name the reference, never a key's
+/// content.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyRefError {
+    #[error("--key is empty; give a path or env://VAR")]
+    Empty,
+    #[error("--key {0:?}: env:// must be followed by a variable name")]
+    BadVariable(String),
+    #[error(
+        "--key {0}://… is not supported by sign-image; use a file path or env://VAR (KMS, k8s:// and pkcs11: keys need cosign itself)"
+    )]
+    UnsupportedScheme(String),
+    #[error(
+        "key variable {0} is not set or empty (from --key env://{0}); set it to the PEM text of the key"
+    )]
+    Unset(String),
+    #[error("cannot read key file {}: {source}", path.display())]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("key file {} is not a PEM text file", .0.display())]
+    NotText(PathBuf),
+    #[error("env://{var} names a file: {source}")]
+    FileVariable {
+        var: String,
+        #[source]
+        source: Box<KeyRefError>,
+    },
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
 /// What an `env://VAR` variable may hold, in the forms GitLab CI/CD
 /// variables take: the PEM text itself (cosign's meaning); the path of a
 /// file holding it (a GitLab "File" variable); or the PEM base64-encoded on
 /// one line (masked GitLab variables cannot contain line breaks).
-fn env_value(var: &str, value: String) -> Result<Secret, JobError> {
+fn env_value(var: &str, value: String) -> Result<Secret, KeyRefError> {
     use base64::Engine as _;
     if value.contains("-----BEGIN") {
         return Ok(Secret::new(value));
     }
     let trimmed = value.trim();
     if !trimmed.contains('\n') && trimmed.len() < 4096 {
-        let path = std::path::Path::new(trimmed);
+        let path = Path::new(trimmed);
         if path.is_file() {
-            return KeyRef::read_file(path)
-                .map_err(|e| e.context(format!("env://{var} names a file")));
+            return KeyRef::read_file(path).map_err(|e| KeyRefError::FileVariable {
+                var: var.to_string(),
+                source: Box::new(e),
+            });
         }
     }
     let compact: String = trimmed
@@ -53,23 +88,19 @@ pub enum KeyRef {
 }
 
 impl KeyRef {
-    pub fn parse(s: &str) -> Result<Self, JobError> {
+    pub fn parse(s: &str) -> Result<Self, KeyRefError> {
         let s = s.trim();
         if s.is_empty() {
-            return Err(JobError::usage("--key is empty; give a path or env://VAR"));
+            return Err(KeyRefError::Empty);
         }
         if let Some(var) = s.strip_prefix("env://") {
             if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(JobError::usage(format!(
-                    "--key {s:?}: env:// must be followed by a variable name"
-                )));
+                return Err(KeyRefError::BadVariable(s.to_string()));
             }
             return Ok(KeyRef::Env(var.to_string()));
         }
         if let Some((scheme, _)) = s.split_once("://") {
-            return Err(JobError::usage(format!(
-                "--key {scheme}://… is not supported by sign-image; use a file path or env://VAR (KMS, k8s:// and pkcs11: keys need cosign itself)"
-            )));
+            return Err(KeyRefError::UnsupportedScheme(scheme.to_string()));
         }
         Ok(KeyRef::Path(PathBuf::from(s)))
     }
@@ -82,37 +113,45 @@ impl KeyRef {
         }
     }
 
-    /// The key bytes. Unset/empty variables and unreadable files are exit 2.
-    pub fn read(&self, env: &dyn Env) -> Result<Secret, JobError> {
+    /// The key bytes. Unset/empty variables and unreadable files are errors.
+    pub fn read(&self, env: &dyn Env) -> Result<Secret, KeyRefError> {
         match self {
             KeyRef::Env(var) => match env.var(var) {
-                Some(v) if !v.trim().is_empty() => Ok(env_value(var, v)?),
-                _ => Err(JobError::usage(format!(
-                    "key variable {var} is not set or empty (from --key env://{var}); set it to the PEM text of the key"
-                ))),
+                Some(v) if !v.trim().is_empty() => env_value(var, v),
+                _ => Err(KeyRefError::Unset(var.clone())),
             },
             KeyRef::Path(p) => Self::read_file(p),
         }
     }
 
     /// Reads a key file (for `KeyRef::Path` and GitLab "File" variables).
-    fn read_file(p: &std::path::Path) -> Result<Secret, JobError> {
-        let bytes = std::fs::read(p)
-            .map_err(|e| JobError::usage(format!("cannot read key file {}: {e}", p.display())))?;
-        String::from_utf8(bytes).map(Secret::new).map_err(|_| {
-            JobError::usage(format!("key file {} is not a PEM text file", p.display()))
-        })
+    fn read_file(p: &Path) -> Result<Secret, KeyRefError> {
+        let bytes = std::fs::read(p).map_err(|source| KeyRefError::ReadFile {
+            path: p.to_path_buf(),
+            source,
+        })?;
+        String::from_utf8(bytes)
+            .map(Secret::new)
+            .map_err(|_| KeyRefError::NotText(p.to_path_buf()))
     }
 
-    pub fn load_private(&self, env: &dyn Env) -> Result<PrivateKey, JobError> {
+    /// The private key, decrypted with `COSIGN_PASSWORD` (unset: empty).
+    pub fn load_private(&self, env: &dyn Env) -> Result<PrivateKey, KeyRefError> {
         let pem = self.read(env)?;
         let password = Secret::new(env.var(PASSWORD_VAR).unwrap_or_default());
-        PrivateKey::from_pem(pem.expose().as_bytes(), &password, &self.origin())
+        Ok(PrivateKey::from_pem(
+            pem.expose().as_bytes(),
+            &password,
+            &self.origin(),
+        )?)
     }
 
-    pub fn load_public(&self, env: &dyn Env) -> Result<PublicKey, JobError> {
+    pub fn load_public(&self, env: &dyn Env) -> Result<PublicKey, KeyRefError> {
         let pem = self.read(env)?;
-        PublicKey::from_pem(pem.expose().as_bytes(), &self.origin())
+        Ok(PublicKey::from_pem(
+            pem.expose().as_bytes(),
+            &self.origin(),
+        )?)
     }
 }
 
@@ -135,7 +174,7 @@ mod tests {
         assert!(KeyRef::parse("env://A-B").is_err());
         assert!(KeyRef::parse("").is_err());
         let e = KeyRef::parse("awskms:///arn").unwrap_err();
-        assert!(e.message.contains("not supported"), "{}", e.message);
+        assert!(e.to_string().contains("not supported"), "{e}");
     }
 
     #[test]
@@ -161,19 +200,18 @@ mod tests {
             k.public()
         );
         let e = KeyRef::Env("MISSING".into()).load_public(&env).unwrap_err();
-        assert!(e.message.contains("MISSING"));
+        assert!(e.to_string().contains("MISSING"));
         // Unset COSIGN_PASSWORD means the empty password.
         let env = MapEnv::new([("K", pem.as_str())]);
         let e = r.load_private(&env).unwrap_err();
-        assert!(
-            e.message.contains(crate::keys::WRONG_PASSWORD) && e.message.contains("env://K"),
-            "{}",
-            e.message
+        assert_eq!(
+            e.to_string(),
+            format!("env://K: {}", crate::keys::WRONG_PASSWORD)
         );
         let e = KeyRef::Path("/nonexistent/cosign.key".into())
             .load_private(&env)
             .unwrap_err();
-        assert!(e.message.contains("/nonexistent/cosign.key"));
+        assert!(e.to_string().contains("/nonexistent/cosign.key"));
     }
 
     #[test]
@@ -199,10 +237,7 @@ mod tests {
             k.public()
         );
         let e = KeyRef::Env("JUNK".into()).load_public(&env).unwrap_err();
-        assert!(
-            e.message.contains("env://JUNK") && !e.message.contains("bm90"),
-            "{}",
-            e.message
-        );
+        let e = e.to_string();
+        assert!(e.contains("env://JUNK") && !e.contains("bm90"), "{e}");
     }
 }

@@ -23,7 +23,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use crypto_secretbox::aead::{Aead, KeyInit};
 use crypto_secretbox::{Key, Nonce, XSalsa20Poly1305};
-use kit::JobError;
 use kit::secret::Secret;
 use p256::ecdsa::signature::{Signer, Verifier};
 use p256::ecdsa::{DerSignature, Signature, SigningKey, VerifyingKey};
@@ -55,6 +54,93 @@ const BOX_KEY_LEN: usize = 32;
 /// r = 8): bounds the memory a hostile key file can make us allocate.
 const MAX_SCRYPT_LOG_N: u8 = 20;
 const MAX_SCRYPT_MEMORY: u64 = 1 << 30;
+
+/// Why a key cannot be read, written or made. Every message names where the
+/// key came from (a path or `env://VAR`), never its content or password.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{origin} is not a PEM {what} (not text)")]
+    NotText { origin: String, what: &'static str },
+    #[error("{origin} is not a PEM {what} (no -----BEGIN … ----- block)")]
+    NoPemBlock { origin: String, what: &'static str },
+    #[error("{origin} is not a valid PEM {what}: {reason}")]
+    BadPem {
+        origin: String,
+        what: &'static str,
+        reason: pem::Error,
+    },
+    #[error("{origin}: {source}")]
+    Decrypt {
+        origin: String,
+        #[source]
+        source: DecryptError,
+    },
+    #[error(
+        "{origin}: the {what} is not an ECDSA P-256 key (sign-image supports P-256, cosign's default key type)"
+    )]
+    NotP256 { origin: String, what: &'static str },
+    #[error("{origin} holds a PUBLIC KEY; signing needs the private key (cosign.key)")]
+    PublicWherePrivate { origin: String },
+    #[error("{origin} holds a private key; verify takes the public key (cosign.pub)")]
+    PrivateWherePublic { origin: String },
+    #[error("{origin} holds a PEM {label:?} block; expected {expected}")]
+    UnexpectedLabel {
+        origin: String,
+        label: String,
+        expected: &'static str,
+    },
+    #[error("cannot get random bytes from the OS: {0}")]
+    Random(getrandom::Error),
+    #[error("cannot encode the private key: {0}")]
+    EncodePkcs8(p256::pkcs8::Error),
+    #[error("cannot encode the key as PEM: {0}")]
+    EncodePem(pem::Error),
+    #[error("cannot encode the encrypted key: {0}")]
+    EncodeJson(#[source] serde_json::Error),
+    #[error("cannot encrypt the private key: {0}")]
+    Scrypt(#[source] ScryptError),
+    #[error("cannot encrypt the private key")]
+    Encrypt,
+}
+
+/// Why an encrypted cosign key does not open. Every variant says
+/// [`WRONG_PASSWORD`] first: from the outside a wrong password and a
+/// malformed key look the same.
+#[derive(Debug, thiserror::Error)]
+pub enum DecryptError {
+    #[error("wrong password or not a cosign key")]
+    WrongPassword,
+    #[error(
+        "wrong password or not a cosign key (unsupported key derivation {0:?}, expected scrypt)"
+    )]
+    UnsupportedKdf(String),
+    #[error(
+        "wrong password or not a cosign key (unsupported cipher {0:?}, expected nacl/secretbox)"
+    )]
+    UnsupportedCipher(String),
+    #[error("wrong password or not a cosign key (secretbox nonce is not 24 bytes)")]
+    BadNonce,
+    #[error("wrong password or not a cosign key ({0})")]
+    Scrypt(#[source] ScryptError),
+}
+
+/// scrypt parameters that are not used (too large, or not scrypt's).
+#[derive(Debug, thiserror::Error)]
+pub enum ScryptError {
+    #[error("scrypt N is not a power of two")]
+    NotPowerOfTwo,
+    #[error("scrypt parameters N={n} r={r} p={p} are out of the supported range")]
+    OutOfRange { n: u64, r: u32, p: u32 },
+    #[error("scrypt parameters: {0}")]
+    Params(scrypt::errors::InvalidParams),
+    #[error("scrypt: {0}")]
+    Output(scrypt::errors::InvalidOutputLen),
+}
+
+/// The public key bytes are not an ECDSA P-256 SubjectPublicKeyInfo.
+#[derive(Debug, thiserror::Error)]
+#[error("not an ECDSA P-256 public key: {0}")]
+pub struct SpkiError(p256::pkcs8::spki::Error);
 
 #[derive(Serialize, Deserialize)]
 struct Encrypted {
@@ -150,27 +236,34 @@ fn first_pem_block(text: &str) -> Option<String> {
     Some(out)
 }
 
-fn decode_pem(bytes: &[u8], origin: Origin<'_>, what: &str) -> Result<(String, Vec<u8>), JobError> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|_| JobError::usage(format!("{origin} is not a PEM {what} (not text)")))?;
-    let block = first_pem_block(text).ok_or_else(|| {
-        JobError::usage(format!(
-            "{origin} is not a PEM {what} (no -----BEGIN … ----- block)"
-        ))
+fn decode_pem(
+    bytes: &[u8],
+    origin: Origin<'_>,
+    what: &'static str,
+) -> Result<(String, Vec<u8>), KeyError> {
+    let origin = || origin.to_string();
+    let text = std::str::from_utf8(bytes).map_err(|_| KeyError::NotText {
+        origin: origin(),
+        what,
     })?;
-    let (label, der) = pem::decode_vec(block.as_bytes())
-        .map_err(|e| JobError::usage(format!("{origin} is not a valid PEM {what}: {e}")))?;
+    let block = first_pem_block(text).ok_or_else(|| KeyError::NoPemBlock {
+        origin: origin(),
+        what,
+    })?;
+    let (label, der) = pem::decode_vec(block.as_bytes()).map_err(|reason| KeyError::BadPem {
+        origin: origin(),
+        what,
+        reason,
+    })?;
     Ok((label.to_string(), der))
 }
 
 impl PrivateKey {
     /// A fresh random key.
-    pub fn generate() -> Result<Self, JobError> {
+    pub fn generate() -> Result<Self, KeyError> {
         loop {
             let mut bytes = zeroizing32();
-            getrandom::fill(&mut bytes[..]).map_err(|e| {
-                JobError::usage(format!("cannot get random bytes from the OS: {e}"))
-            })?;
+            getrandom::fill(&mut bytes[..]).map_err(KeyError::Random)?;
             // Fails only for 0 or ≥ n, probability ~2^-128: draw again.
             if let Ok(key) = SigningKey::from_slice(&bytes[..]) {
                 return Ok(PrivateKey { key });
@@ -179,40 +272,49 @@ impl PrivateKey {
     }
 
     /// Reads any supported private key PEM. `password` is used only for the
-    /// encrypted cosign formats. Every failure is exit 2 and names `origin`,
-    /// never the key or password.
-    pub fn from_pem(bytes: &[u8], password: &Secret, origin: Origin<'_>) -> Result<Self, JobError> {
+    /// encrypted cosign formats. Every failure names `origin`, never the key
+    /// or password.
+    pub fn from_pem(bytes: &[u8], password: &Secret, origin: Origin<'_>) -> Result<Self, KeyError> {
         let (label, der) = decode_pem(bytes, origin, "private key")?;
         match label.as_str() {
             SIGSTORE_PRIVATE_KEY_LABEL | COSIGN_PRIVATE_KEY_LABEL => {
-                let pkcs8 = decrypt(&der, password.expose().as_bytes())
-                    .map_err(|e| JobError::usage(format!("{origin}: {e}")))?;
+                let pkcs8 = decrypt(&der, password.expose().as_bytes()).map_err(|source| {
+                    KeyError::Decrypt {
+                        origin: origin.to_string(),
+                        source,
+                    }
+                })?;
                 Self::from_pkcs8_der(&pkcs8, origin)
             }
             PKCS8_LABEL => Self::from_pkcs8_der(&der, origin),
             SEC1_LABEL => {
-                let secret = p256::SecretKey::from_sec1_der(&der).map_err(|_| {
-                    JobError::usage(format!("{origin}: EC PRIVATE KEY is not an ECDSA P-256 key (sign-image supports P-256, cosign's default)"))
-                })?;
+                let secret =
+                    p256::SecretKey::from_sec1_der(&der).map_err(|_| KeyError::NotP256 {
+                        origin: origin.to_string(),
+                        what: "EC private key",
+                    })?;
                 Ok(PrivateKey {
                     key: SigningKey::from(secret),
                 })
             }
-            PUBLIC_KEY_LABEL => Err(JobError::usage(format!(
-                "{origin} holds a PUBLIC KEY; signing needs the private key (cosign.key)"
-            ))),
-            other => Err(JobError::usage(format!(
-                "{origin} holds a PEM {other:?} block; expected a cosign private key ({SIGSTORE_PRIVATE_KEY_LABEL}, {COSIGN_PRIVATE_KEY_LABEL}, {PKCS8_LABEL} or {SEC1_LABEL})"
-            ))),
+            PUBLIC_KEY_LABEL => Err(KeyError::PublicWherePrivate {
+                origin: origin.to_string(),
+            }),
+            other => Err(KeyError::UnexpectedLabel {
+                origin: origin.to_string(),
+                label: other.to_string(),
+                expected: "a cosign private key (ENCRYPTED SIGSTORE PRIVATE KEY, ENCRYPTED COSIGN PRIVATE KEY, PRIVATE KEY or EC PRIVATE KEY)",
+            }),
         }
     }
 
-    fn from_pkcs8_der(der: &[u8], origin: Origin<'_>) -> Result<Self, JobError> {
-        SigningKey::from_pkcs8_der(der).map(|key| PrivateKey { key }).map_err(|_| {
-            JobError::usage(format!(
-                "{origin}: the private key is not an ECDSA P-256 key (sign-image supports P-256, cosign's default key type)"
-            ))
-        })
+    fn from_pkcs8_der(der: &[u8], origin: Origin<'_>) -> Result<Self, KeyError> {
+        SigningKey::from_pkcs8_der(der)
+            .map(|key| PrivateKey { key })
+            .map_err(|_| KeyError::NotP256 {
+                origin: origin.to_string(),
+                what: "private key",
+            })
     }
 
     pub fn public(&self) -> PublicKey {
@@ -233,24 +335,21 @@ impl PrivateKey {
     }
 
     /// Unencrypted PKCS#8 DER (zeroized on drop).
-    pub fn to_pkcs8_der(&self) -> Result<ZeroVec, JobError> {
-        let doc = self
-            .key
-            .to_pkcs8_der()
-            .map_err(|e| JobError::usage(format!("cannot encode private key: {e}")))?;
+    pub fn to_pkcs8_der(&self) -> Result<ZeroVec, KeyError> {
+        let doc = self.key.to_pkcs8_der().map_err(KeyError::EncodePkcs8)?;
         Ok(zeroize::Zeroizing::new(doc.as_bytes().to_vec()))
     }
 
     /// Unencrypted `PRIVATE KEY` PEM (PKCS#8), for tests and key import.
-    pub fn to_pkcs8_pem(&self) -> Result<Secret, JobError> {
+    pub fn to_pkcs8_pem(&self) -> Result<Secret, KeyError> {
         let der = self.to_pkcs8_der()?;
         pem::encode_string(PKCS8_LABEL, LineEnding::LF, &der[..])
             .map(Secret::new)
-            .map_err(|e| JobError::usage(format!("cannot encode private key: {e}")))
+            .map_err(KeyError::EncodePem)
     }
 
     /// cosign's `ENCRYPTED SIGSTORE PRIVATE KEY` PEM, as `cosign generate-key-pair` writes it.
-    pub fn to_encrypted_pem(&self, password: &Secret) -> Result<String, JobError> {
+    pub fn to_encrypted_pem(&self, password: &Secret) -> Result<String, KeyError> {
         self.to_encrypted_pem_with_n(password, SCRYPT_N)
     }
 
@@ -258,13 +357,13 @@ impl PrivateKey {
     /// power of two). Only for tests: a smaller `n` is weaker, and cosign and
     /// sigstore-rs accept only 32768 and 65536.
     #[doc(hidden)]
-    pub fn to_encrypted_pem_with_n(&self, password: &Secret, n: u64) -> Result<String, JobError> {
+    pub fn to_encrypted_pem_with_n(&self, password: &Secret, n: u64) -> Result<String, KeyError> {
         let der = self.to_pkcs8_der()?;
         let mut salt = vec![0u8; SALT_LEN];
         let mut nonce = vec![0u8; NONCE_LEN];
         getrandom::fill(&mut salt)
             .and_then(|()| getrandom::fill(&mut nonce))
-            .map_err(|e| JobError::usage(format!("cannot get random bytes from the OS: {e}")))?;
+            .map_err(KeyError::Random)?;
         let ciphertext = encrypt_with(
             &der[..],
             password.expose().as_bytes(),
@@ -290,10 +389,9 @@ impl PrivateKey {
             },
             ciphertext,
         };
-        let json = serde_json::to_vec(&doc)
-            .map_err(|e| JobError::usage(format!("cannot encode key: {e}")))?;
+        let json = serde_json::to_vec(&doc).map_err(KeyError::EncodeJson)?;
         pem::encode_string(SIGSTORE_PRIVATE_KEY_LABEL, LineEnding::LF, &json)
-            .map_err(|e| JobError::usage(format!("cannot encode key: {e}")))
+            .map_err(KeyError::EncodePem)
     }
 }
 
@@ -304,9 +402,15 @@ fn zeroizing32() -> ZeroVec {
     zeroize::Zeroizing::new(vec![0u8; 32])
 }
 
-fn scrypt_key(password: &[u8], salt: &[u8], n: u64, r: u32, p: u32) -> Result<ZeroVec, String> {
+fn scrypt_key(
+    password: &[u8],
+    salt: &[u8],
+    n: u64,
+    r: u32,
+    p: u32,
+) -> Result<ZeroVec, ScryptError> {
     if n < 2 || !n.is_power_of_two() {
-        return Err("scrypt N is not a power of two".into());
+        return Err(ScryptError::NotPowerOfTwo);
     }
     let log_n = n.trailing_zeros() as u8;
     if log_n > MAX_SCRYPT_LOG_N
@@ -315,13 +419,11 @@ fn scrypt_key(password: &[u8], salt: &[u8], n: u64, r: u32, p: u32) -> Result<Ze
         || p > 16
         || 128 * n * u64::from(r) > MAX_SCRYPT_MEMORY
     {
-        return Err(format!(
-            "scrypt parameters N={n} r={r} p={p} are out of the supported range"
-        ));
+        return Err(ScryptError::OutOfRange { n, r, p });
     }
-    let params = scrypt::Params::new(log_n, r, p).map_err(|e| format!("scrypt parameters: {e}"))?;
+    let params = scrypt::Params::new(log_n, r, p).map_err(ScryptError::Params)?;
     let mut out = zeroize::Zeroizing::new(vec![0u8; BOX_KEY_LEN]);
-    scrypt::scrypt(password, salt, &params, &mut out[..]).map_err(|e| format!("scrypt: {e}"))?;
+    scrypt::scrypt(password, salt, &params, &mut out[..]).map_err(ScryptError::Output)?;
     Ok(out)
 }
 
@@ -334,36 +436,28 @@ fn encrypt_with(
     n: u64,
     r: u32,
     p: u32,
-) -> Result<Vec<u8>, JobError> {
-    let key = scrypt_key(password, salt, n, r, p).map_err(JobError::usage)?;
+) -> Result<Vec<u8>, KeyError> {
+    let key = scrypt_key(password, salt, n, r, p).map_err(KeyError::Scrypt)?;
     let cipher = XSalsa20Poly1305::new(Key::from_slice(&key[..]));
     cipher
         .encrypt(Nonce::from_slice(nonce), plaintext)
-        .map_err(|_| JobError::usage("cannot encrypt private key"))
+        .map_err(|_| KeyError::Encrypt)
 }
 
 /// Decrypts the JSON document of an encrypted cosign key to the PKCS#8 DER
 /// inside. Every failure says [`WRONG_PASSWORD`] or names the malformed part;
 /// nothing of the input is echoed.
 #[allow(deprecated)] // generic-array's from_slice, as crypto_secretbox 0.1 takes it
-fn decrypt(json: &[u8], password: &[u8]) -> Result<Vec<u8>, String> {
-    let doc: Encrypted = serde_json::from_slice(json).map_err(|_| WRONG_PASSWORD.to_string())?;
+fn decrypt(json: &[u8], password: &[u8]) -> Result<Vec<u8>, DecryptError> {
+    let doc: Encrypted = serde_json::from_slice(json).map_err(|_| DecryptError::WrongPassword)?;
     if doc.kdf.name != "scrypt" {
-        return Err(format!(
-            "{WRONG_PASSWORD} (unsupported key derivation {:?}, expected scrypt)",
-            doc.kdf.name
-        ));
+        return Err(DecryptError::UnsupportedKdf(doc.kdf.name));
     }
     if doc.cipher.name != "nacl/secretbox" {
-        return Err(format!(
-            "{WRONG_PASSWORD} (unsupported cipher {:?}, expected nacl/secretbox)",
-            doc.cipher.name
-        ));
+        return Err(DecryptError::UnsupportedCipher(doc.cipher.name));
     }
     if doc.cipher.nonce.len() != NONCE_LEN {
-        return Err(format!(
-            "{WRONG_PASSWORD} (secretbox nonce is not {NONCE_LEN} bytes)"
-        ));
+        return Err(DecryptError::BadNonce);
     }
     let key = scrypt_key(
         password,
@@ -372,38 +466,43 @@ fn decrypt(json: &[u8], password: &[u8]) -> Result<Vec<u8>, String> {
         doc.kdf.params.r,
         doc.kdf.params.p,
     )
-    .map_err(|e| format!("{WRONG_PASSWORD} ({e})"))?;
+    .map_err(DecryptError::Scrypt)?;
     let cipher = XSalsa20Poly1305::new(Key::from_slice(&key[..]));
     cipher
         .decrypt(
             Nonce::from_slice(&doc.cipher.nonce),
             doc.ciphertext.as_slice(),
         )
-        .map_err(|_| WRONG_PASSWORD.to_string())
+        .map_err(|_| DecryptError::WrongPassword)
 }
 
 impl PublicKey {
     /// Reads a `PUBLIC KEY` PEM (cosign.pub). A private key PEM is refused
     /// with a hint, so a swapped pair of variables is caught.
-    pub fn from_pem(bytes: &[u8], origin: Origin<'_>) -> Result<Self, JobError> {
+    pub fn from_pem(bytes: &[u8], origin: Origin<'_>) -> Result<Self, KeyError> {
         let (label, der) = decode_pem(bytes, origin, "public key")?;
         match label.as_str() {
-            PUBLIC_KEY_LABEL => Self::from_spki_der(&der).map_err(|_| {
-                JobError::usage(format!(
-                    "{origin}: the public key is not an ECDSA P-256 key (sign-image supports P-256, cosign's default key type)"
-                ))
+            PUBLIC_KEY_LABEL => Self::from_spki_der(&der).map_err(|_| KeyError::NotP256 {
+                origin: origin.to_string(),
+                what: "public key",
             }),
-            SIGSTORE_PRIVATE_KEY_LABEL | COSIGN_PRIVATE_KEY_LABEL | PKCS8_LABEL | SEC1_LABEL => Err(JobError::usage(
-                format!("{origin} holds a private key; verify takes the public key (cosign.pub)"),
-            )),
-            other => Err(JobError::usage(format!("{origin} holds a PEM {other:?} block; expected a {PUBLIC_KEY_LABEL}"))),
+            SIGSTORE_PRIVATE_KEY_LABEL | COSIGN_PRIVATE_KEY_LABEL | PKCS8_LABEL | SEC1_LABEL => {
+                Err(KeyError::PrivateWherePublic {
+                    origin: origin.to_string(),
+                })
+            }
+            other => Err(KeyError::UnexpectedLabel {
+                origin: origin.to_string(),
+                label: other.to_string(),
+                expected: "a PUBLIC KEY",
+            }),
         }
     }
 
-    pub fn from_spki_der(der: &[u8]) -> Result<Self, String> {
+    pub fn from_spki_der(der: &[u8]) -> Result<Self, SpkiError> {
         VerifyingKey::from_public_key_der(der)
             .map(|key| PublicKey { key })
-            .map_err(|e| e.to_string())
+            .map_err(SpkiError)
     }
 
     pub fn to_spki_der(&self) -> Vec<u8> {
@@ -452,17 +551,8 @@ impl PublicKey {
     pub fn fingerprint(&self) -> String {
         use sha2::Digest as _;
         let d = sha2::Sha256::digest(self.to_spki_der());
-        format!("sha256:{}", hex(&d[..]))
+        format!("sha256:{}", hex::encode(d))
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }
 
 #[cfg(test)]
@@ -508,9 +598,9 @@ mod tests {
             .unwrap();
         let e = PrivateKey::from_pem(pem_text.as_bytes(), &pw("wrong-password"), "cosign.key")
             .unwrap_err();
-        assert_eq!(e.kind, kit::ExitKind::Usage);
-        assert!(e.message.contains(WRONG_PASSWORD), "{}", e.message);
-        assert!(!e.message.contains("password-"), "{}", e.message);
+        assert!(matches!(e, KeyError::Decrypt { .. }), "{e:?}");
+        assert_eq!(e.to_string(), format!("cosign.key: {WRONG_PASSWORD}"));
+        assert_eq!(DecryptError::WrongPassword.to_string(), WRONG_PASSWORD);
         // Empty password is a valid password.
         let empty = k.to_encrypted_pem_with_n(&pw(""), 1024).unwrap();
         PrivateKey::from_pem(empty.as_bytes(), &pw(""), "k").unwrap();
@@ -565,25 +655,21 @@ mod tests {
             ),
         ] {
             let e = PrivateKey::from_pem(input.as_bytes(), &pw("pw"), "key.pem").unwrap_err();
-            assert_eq!(e.kind, kit::ExitKind::Usage);
-            assert!(
-                e.message.contains(want) && e.message.contains("key.pem"),
-                "{input:?}: {}",
-                e.message
-            );
+            let e = e.to_string();
+            assert!(e.contains(want) && e.contains("key.pem"), "{input:?}: {e}");
         }
         let k = PrivateKey::generate().unwrap();
         let e = PrivateKey::from_pem(k.public().to_pem().as_bytes(), &pw(""), "k").unwrap_err();
-        assert!(e.message.contains("PUBLIC KEY"), "{}", e.message);
+        assert!(e.to_string().contains("PUBLIC KEY"), "{e}");
         let e =
             PublicKey::from_pem(k.to_pkcs8_pem().unwrap().expose().as_bytes(), "k").unwrap_err();
-        assert!(e.message.contains("private key"), "{}", e.message);
+        assert!(e.to_string().contains("private key"), "{e}");
     }
 
     #[test]
     fn hostile_scrypt_parameters_rejected() {
         let json = br#"{"kdf":{"name":"scrypt","params":{"N":1073741824,"r":8,"p":1},"salt":"AAAA"},"cipher":{"name":"nacl/secretbox","nonce":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},"ciphertext":"AAAA"}"#;
-        let e = decrypt(json, b"").unwrap_err();
+        let e = decrypt(json, b"").unwrap_err().to_string();
         assert!(e.contains("out of the supported range"), "{e}");
     }
 

@@ -1,16 +1,53 @@
 //! sign-image: cosign-compatible signing and verification of container
 //! image digests with ECDSA P-256 keys, in cosign's `.sig` tag format.
 //!
+//! The job's shape (as in every secdeliv job): [`cli::Args`] (flags) →
+//! [`config::Config::from_args`] (all validation, the key included: exit 2
+//! before any request) → [`run::run`] (the work, [`ops`]; what is printed,
+//! [`report`]) → [`error::Error`] (one exit code per cause).
+//!
 //! - [`keys`]: cosign's key formats, ECDSA P-256 signing and verifying;
 //! - [`keyref`]: `--key` as a path or `env://VAR`;
 //! - [`payload`]: the simple-signing payload, byte for byte as cosign writes it;
-//! - [`sigtag`]: the `sha256-<hex>.sig` manifest, append and dedupe;
-//! - [`ops`]: sign, verify, generate-key-pair against a registry;
-//! - [`cli`]: what the commands print.
+//! - [`identity`]: which repository a payload was signed for, and which verify accepts;
+//! - [`sigtag`]: the `sha256-<hex>.sig` manifest, append and dedupe.
 
 pub mod cli;
+pub mod config;
+pub mod error;
+pub mod identity;
 pub mod keyref;
 pub mod keys;
 pub mod ops;
 pub mod payload;
+pub mod report;
+pub mod run;
 pub mod sigtag;
+
+/// The job, for `kit::job::main`.
+pub struct Job;
+
+impl kit::job::Job for Job {
+    const NAME: &'static str = "sign-image";
+    type Args = cli::Args;
+    type Config = config::Config;
+    type Error = error::Error;
+
+    fn config(
+        args: cli::Args,
+        env: &dyn kit::env::Env,
+    ) -> Result<config::Config, kit::job::UsageError> {
+        config::Config::from_args(args, env)
+    }
+
+    fn deadline(config: &config::Config) -> Option<std::time::Duration> {
+        config.deadline()
+    }
+
+    async fn run(
+        config: config::Config,
+        env: &dyn kit::env::Env,
+    ) -> Result<kit::job::Outcome, error::Error> {
+        run::run(config, env).await
+    }
+}

@@ -1,41 +1,25 @@
-//! The three commands: sign, verify, generate-key-pair.
+//! The work of the three commands against the registry: sign, verify,
+//! generate-key-pair. Nothing here prints results (see [`crate::report`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use kit::credentials::Credentials;
 use kit::env::Env;
 use kit::joblog;
 use kit::reference::{Digest, ImageRef};
 use kit::secret::Secret;
-use kit::{JobError, JobResult};
-use registry::{ClientOptions, Contents, Registry, Stats};
+use registry::{Contents, Registry, Stats};
 
-use crate::keyref::{KeyRef, PASSWORD_VAR};
+use crate::config::{GenerateConfig, RegistryConfig, SignConfig, VerifyConfig};
+use crate::error::Error;
+use crate::identity::{IdentityMismatch, IdentityRule};
+use crate::keyref::PASSWORD_VAR;
 use crate::keys::{PrivateKey, PublicKey};
-use crate::payload::{SIGNATURE_TYPE, SimpleSigning};
+use crate::payload::{PayloadError, SIGNATURE_TYPE, SimpleSigning};
 use crate::sigtag::{
-    self, Appended, MAX_PAYLOAD_BYTES, OCI_MANIFEST_MEDIA_TYPE, SigManifest, signature_tag,
+    self, Appended, MAX_PAYLOAD_BYTES, OCI_MANIFEST_MEDIA_TYPE, SigManifest, SigManifestError,
+    signature_tag,
 };
-
-/// Registry access shared by sign and verify.
-#[derive(Debug, Clone, Default)]
-pub struct RegistryOptions {
-    pub client: ClientOptions,
-    /// Explicit credentials (`--username`/`--password`); else the kit's discovery.
-    pub credentials: Option<Credentials>,
-    /// `os/arch[/variant]`: sign or verify that platform's manifest of an index.
-    pub platform: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct SignOptions {
-    pub image: String,
-    pub key: KeyRef,
-    pub recursive: bool,
-    pub annotations: BTreeMap<String, String>,
-    pub registry: RegistryOptions,
-}
 
 /// One digest handled by `sign`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,36 +36,8 @@ pub struct SignReport {
     pub stats: Stats,
 }
 
-/// Parses `k=v` annotations (flag values); a duplicate key is an error.
-pub fn parse_annotations(items: &[String]) -> JobResult<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    for item in items.iter().filter(|i| !i.trim().is_empty()) {
-        let (k, v) = item
-            .split_once('=')
-            .ok_or_else(|| JobError::usage(format!("--annotation {item:?} is not KEY=VALUE")))?;
-        let k = k.trim();
-        if k.is_empty() {
-            return Err(JobError::usage(format!(
-                "--annotation {item:?} has an empty key"
-            )));
-        }
-        if out.insert(k.to_string(), v.to_string()).is_some() {
-            return Err(JobError::usage(format!(
-                "--annotation key {k:?} is given twice"
-            )));
-        }
-    }
-    Ok(out)
-}
-
-fn parse_image(s: &str) -> JobResult<ImageRef> {
-    Ok(ImageRef::parse(s.trim())?)
-}
-
-fn connect(image: &ImageRef, opts: &RegistryOptions, env: &dyn Env) -> JobResult<Registry> {
-    let creds =
-        registry::credentials_for("registry", &image.registry, opts.credentials.clone(), env)?;
-    Registry::for_image(image, creds, &opts.client, env)
+fn connect(image: &ImageRef, opts: &RegistryConfig, env: &dyn Env) -> Result<Registry, Error> {
+    Registry::for_image(image, opts.credentials.clone(), &opts.client, env).map_err(Error::registry)
 }
 
 /// Resolves IMAGE to the digest to sign or verify: its own digest, or with
@@ -92,12 +48,15 @@ async fn resolve(
     image: &ImageRef,
     platform: Option<&str>,
     want_children: bool,
-) -> JobResult<(Digest, Vec<Digest>)> {
+) -> Result<(Digest, Vec<Digest>), Error> {
     let resolved = reg.resolve_image(image).await.map_err(|e| {
         if image.digest.is_none() && image.tag.is_some() {
-            e.context(format!("resolving tag {} to a digest", image.pinned()))
+            Error::ResolveTag {
+                image: image.pinned(),
+                source: e.into(),
+            }
         } else {
-            e
+            Error::registry(e)
         }
     })?;
     joblog::info(format!(
@@ -114,14 +73,12 @@ async fn resolve(
     let digest_str = resolved.digest.to_string();
     let m = reg
         .manifest(&image.repository, &digest_str)
-        .await?
-        .ok_or_else(|| {
-            JobError::remote(format!(
-                "{}@{digest_str} disappeared while reading it",
-                image.name()
-            ))
+        .await
+        .map_err(Error::registry)?
+        .ok_or_else(|| Error::Disappeared {
+            image: format!("{}@{digest_str}", image.name()),
         })?;
-    let entries = match m.contents()? {
+    let entries = match m.contents().map_err(Error::registry)? {
         Contents::Index(entries) => entries,
         Contents::Image { .. } => {
             if let Some(p) = platform {
@@ -133,7 +90,6 @@ async fn resolve(
         }
     };
     if let Some(p) = platform {
-        let p = p.trim();
         let found = entries
             .iter()
             .find(|e| e.platform.as_deref() == Some(p) && !e.attestation);
@@ -148,10 +104,11 @@ async fn resolve(
                     .filter(|e| !e.attestation)
                     .filter_map(|e| e.platform.as_deref())
                     .collect();
-                Err(JobError::usage(format!(
-                    "{image} has no {p} manifest (it has: {})",
-                    have.join(", ")
-                )))
+                Err(Error::UnknownPlatform {
+                    image: image.to_string(),
+                    platform: p.to_string(),
+                    have: have.join(", "),
+                })
             }
         };
     }
@@ -163,31 +120,24 @@ async fn resolve(
 }
 
 /// `sign-image sign`.
-pub async fn sign(opts: &SignOptions, env: &dyn Env) -> JobResult<SignReport> {
-    let image = parse_image(&opts.image)?;
-    // The key is checked before any network traffic.
-    let key = opts.key.load_private(env)?;
-    let public = key.public();
+pub async fn sign(cfg: &SignConfig, env: &dyn Env) -> Result<SignReport, Error> {
+    let image = &cfg.image;
+    let public = cfg.key.public();
     joblog::info(format!(
         "signing key {} ({})",
-        opts.key.origin(),
+        cfg.key_origin,
         public.fingerprint()
     ));
-    let reg = connect(&image, &opts.registry, env)?;
-    let (digest, children) = resolve(
-        &reg,
-        &image,
-        opts.registry.platform.as_deref(),
-        opts.recursive,
-    )
-    .await?;
+    let reg = connect(image, &cfg.registry, env)?;
+    let (digest, children) =
+        resolve(&reg, image, cfg.registry.platform.as_deref(), cfg.recursive).await?;
     let mut signed = Vec::new();
     for d in std::iter::once(digest).chain(children) {
-        let added = sign_one(&reg, &image, &d, &key, &public, &opts.annotations).await?;
+        let added = sign_one(&reg, image, &d, &cfg.key, &public, &cfg.annotations).await?;
         signed.push(Signed { digest: d, added });
     }
     Ok(SignReport {
-        image,
+        image: image.clone(),
         signed,
         stats: reg.stats(),
     })
@@ -200,18 +150,21 @@ async fn sign_one(
     key: &PrivateKey,
     public: &PublicKey,
     annotations: &BTreeMap<String, String>,
-) -> JobResult<bool> {
+) -> Result<bool, Error> {
     let repo = &image.repository;
     let payload = SimpleSigning::new(image, digest, annotations).to_bytes();
     let signature = key.sign_base64(&payload);
     let tag = signature_tag(digest);
-    let existing = match reg.manifest(repo, &tag).await? {
-        Some(m) => Some(SigManifest::parse(&m.bytes).map_err(|e| {
-            JobError::remote(format!(
-                "{}:{tag}: {e}; refusing to overwrite it",
-                image.name()
-            ))
-        })?),
+    let existing = match reg.manifest(repo, &tag).await.map_err(Error::registry)? {
+        Some(m) => {
+            Some(
+                SigManifest::parse(&m.bytes).map_err(|source| Error::ForeignSignatures {
+                    name: image.name(),
+                    tag: tag.clone(),
+                    source,
+                })?,
+            )
+        }
         None => None,
     };
     let before = existing.as_ref().map_or(0, |m| m.layers.len());
@@ -228,10 +181,15 @@ async fn sign_one(
             // (POST + PUT). The config is the constant `{}`: one mount
             // request when the repository already has it (any earlier
             // signature put it there), else POST + PUT.
-            reg.push_new_blob(repo, payload).await?;
-            reg.push_shared_blob(repo, sigtag::CONFIG).await?;
+            reg.push_new_blob(repo, payload)
+                .await
+                .map_err(Error::registry)?;
+            reg.push_shared_blob(repo, sigtag::CONFIG)
+                .await
+                .map_err(Error::registry)?;
             reg.push_manifest(repo, &tag, OCI_MANIFEST_MEDIA_TYPE, manifest)
-                .await?;
+                .await
+                .map_err(Error::registry)?;
             joblog::info(format!(
                 "{}@{digest}: signature added to {}:{tag} ({} before)",
                 image.name(),
@@ -243,47 +201,137 @@ async fn sign_one(
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct VerifyOptions {
-    pub image: String,
-    pub key: KeyRef,
-    /// `k=v` that each accepted payload's `optional` must carry.
-    pub annotations: BTreeMap<String, String>,
-    pub registry: RegistryOptions,
+/// Why one signature layer is not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    #[error("layer media type {0} is not a simple-signing payload")]
+    NotSimpleSigning(String),
+    #[error("no {} annotation", sigtag::SIGNATURE_ANNOTATION)]
+    NoSignature,
+    #[error("layer digest is malformed")]
+    MalformedDigest,
+    #[error("payload of {0} bytes is larger than {MAX_PAYLOAD_BYTES}")]
+    TooLarge(u64),
+    #[error("signature does not verify with this key")]
+    BadSignature,
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    #[error("payload type is {0:?}, not {SIGNATURE_TYPE:?}")]
+    WrongType(String),
+    #[error(
+        "signed payload names digest {named}, not {want} (a signature copied from another image)"
+    )]
+    WrongDigest { named: String, want: Digest },
+    #[error(transparent)]
+    WrongIdentity(#[from] IdentityMismatch),
+    #[error("payload lacks annotation {0}={1}")]
+    MissingAnnotation(String, String),
+    /// The blob could not be fetched; the registry error is kept in
+    /// [`Error::Payload`] for when nothing else verifies.
+    #[error("payload cannot be read: {0}")]
+    Unreadable(String),
 }
 
 /// Why one signature layer was or was not accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct LayerVerdict {
     pub layer_digest: String,
     /// `None` when the signature verified; else the reason it did not.
-    pub rejected: Option<String>,
+    pub rejected: Option<Rejection>,
 }
 
-#[derive(Debug, Clone)]
+/// Why verify says no (exit 1).
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error(
+        "{name}@{digest} has no signatures: {name}:{tag} does not exist (sign it with `sign-image sign`)"
+    )]
+    NoSignatures {
+        name: String,
+        digest: Digest,
+        tag: String,
+    },
+    #[error("{name}@{digest} has no signatures: {name}:{tag} has no layers")]
+    NoLayers {
+        name: String,
+        digest: Digest,
+        tag: String,
+    },
+    #[error("{name}:{tag}: {source}")]
+    Unreadable {
+        name: String,
+        tag: String,
+        #[source]
+        source: SigManifestError,
+    },
+    #[error(
+        "{name}:{tag} has {count} signature layers, more than the {} sign-image checks; clean up the .sig tag",
+        sigtag::MAX_SIGNATURE_LAYERS
+    )]
+    TooManyLayers {
+        name: String,
+        tag: String,
+        count: usize,
+    },
+    #[error("{name}@{digest}: {count} signature(s) found, none valid for key {key}: {reasons}")]
+    NoneValid {
+        name: String,
+        digest: Digest,
+        count: usize,
+        key: String,
+        /// `layer: reason; …`
+        reasons: String,
+    },
+}
+
+#[derive(Debug)]
 pub struct VerifyReport {
     pub image: ImageRef,
     pub digest: Digest,
     /// The payloads whose signatures verified, as stored.
     pub verified: Vec<SimpleSigning>,
     pub verdicts: Vec<LayerVerdict>,
+    /// `Some` exactly when nothing verified.
+    pub refusal: Option<Refusal>,
     pub stats: Stats,
 }
 
-/// `sign-image verify`: `Ok` when at least one signature verifies;
-/// exit 1 when none does; exit 3 when the registry cannot be read.
-pub async fn verify(opts: &VerifyOptions, env: &dyn Env) -> JobResult<VerifyReport> {
-    let image = parse_image(&opts.image)?;
-    let key = opts.key.load_public(env)?;
+/// `sign-image verify`: a report whose `refusal` says why nothing verified
+/// (exit 1), or an error when the registry cannot be read (exit 3/4).
+pub async fn verify(cfg: &VerifyConfig, env: &dyn Env) -> Result<VerifyReport, Error> {
+    let image = &cfg.image;
     joblog::info(format!(
         "verification key {} ({})",
-        opts.key.origin(),
-        key.fingerprint()
+        cfg.key_origin,
+        cfg.key.fingerprint()
     ));
-    let reg = connect(&image, &opts.registry, env)?;
-    let (digest, _) = resolve(&reg, &image, opts.registry.platform.as_deref(), false).await?;
-    let report = verify_digest(&reg, &image, &digest, &key, &opts.annotations).await?;
-    if report.verified.is_empty() {
+    match &cfg.identity {
+        IdentityRule::Any => joblog::info("accepted identities: any repository"),
+        IdentityRule::Repositories { verified, also } => {
+            let mut names = vec![verified.to_string()];
+            names.extend(also.iter().map(ToString::to_string));
+            joblog::info(format!("accepted identities: {}", names.join(", ")));
+        }
+    }
+    let reg = connect(image, &cfg.registry, env)?;
+    let (digest, _) = resolve(&reg, image, cfg.registry.platform.as_deref(), false).await?;
+    let checks = Checks {
+        digest: &digest,
+        key: &cfg.key,
+        required: &cfg.annotations,
+        identity: &cfg.identity,
+    };
+    let mut report = VerifyReport {
+        image: image.clone(),
+        digest: digest.clone(),
+        verified: Vec::new(),
+        verdicts: Vec::new(),
+        refusal: None,
+        stats: Stats::default(),
+    };
+    if let Err(refusal) = verify_digest(&reg, image, &checks, &mut report).await? {
+        report.refusal = Some(refusal);
+    } else if report.verified.is_empty() {
         let reasons: Vec<String> = report
             .verdicts
             .iter()
@@ -293,14 +341,15 @@ pub async fn verify(opts: &VerifyOptions, env: &dyn Env) -> JobResult<VerifyRepo
                     .map(|r| format!("{}: {r}", short(&v.layer_digest)))
             })
             .collect();
-        return Err(JobError::policy(format!(
-            "{}@{digest}: {} signature(s) found, none valid for key {}: {}",
-            image.name(),
-            report.verdicts.len(),
-            key.fingerprint(),
-            reasons.join("; ")
-        )));
+        report.refusal = Some(Refusal::NoneValid {
+            name: image.name(),
+            digest: digest.clone(),
+            count: report.verdicts.len(),
+            key: cfg.key.fingerprint(),
+            reasons: reasons.join("; "),
+        });
     }
+    report.stats = reg.stats();
     Ok(report)
 }
 
@@ -308,130 +357,138 @@ fn short(digest: &str) -> &str {
     digest.get(..19).unwrap_or(digest)
 }
 
+/// What a signature layer must satisfy.
+struct Checks<'a> {
+    digest: &'a Digest,
+    key: &'a PublicKey,
+    required: &'a BTreeMap<String, String>,
+    identity: &'a IdentityRule,
+}
+
+/// Fills `report.verified` and `report.verdicts`. Outer error: the registry
+/// failed; inner error: the `.sig` tag itself is refused.
 async fn verify_digest(
     reg: &Registry,
     image: &ImageRef,
-    digest: &Digest,
-    key: &PublicKey,
-    required: &BTreeMap<String, String>,
-) -> JobResult<VerifyReport> {
+    checks: &Checks<'_>,
+    report: &mut VerifyReport,
+) -> Result<Result<(), Refusal>, Error> {
     let repo = &image.repository;
+    let digest = checks.digest;
     let tag = signature_tag(digest);
-    let Some(m) = reg.manifest(repo, &tag).await? else {
-        return Err(JobError::policy(format!(
-            "{}@{digest} has no signatures: {}:{tag} does not exist (sign it with `sign-image sign`)",
-            image.name(),
-            image.name()
-        )));
+    let Some(m) = reg.manifest(repo, &tag).await.map_err(Error::registry)? else {
+        return Ok(Err(Refusal::NoSignatures {
+            name: image.name(),
+            digest: digest.clone(),
+            tag,
+        }));
     };
-    let sig = SigManifest::parse(&m.bytes)
-        .map_err(|e| JobError::policy(format!("{}:{tag}: {e}", image.name())))?;
+    let sig = match SigManifest::parse(&m.bytes) {
+        Ok(s) => s,
+        Err(source) => {
+            return Ok(Err(Refusal::Unreadable {
+                name: image.name(),
+                tag,
+                source,
+            }));
+        }
+    };
     if sig.layers.is_empty() {
-        return Err(JobError::policy(format!(
-            "{}@{digest} has no signatures: {}:{tag} has no layers",
-            image.name(),
-            image.name()
-        )));
+        return Ok(Err(Refusal::NoLayers {
+            name: image.name(),
+            digest: digest.clone(),
+            tag,
+        }));
     }
     if sig.layers.len() > sigtag::MAX_SIGNATURE_LAYERS {
-        return Err(JobError::policy(format!(
-            "{}:{tag} has {} signature layers, more than the {} sign-image checks; clean up the .sig tag",
-            image.name(),
-            sig.layers.len(),
-            sigtag::MAX_SIGNATURE_LAYERS
-        )));
+        return Ok(Err(Refusal::TooManyLayers {
+            name: image.name(),
+            tag,
+            count: sig.layers.len(),
+        }));
     }
-    let mut verified = Vec::new();
-    let mut verdicts = Vec::new();
     // A payload blob that cannot be read does not sink the others: it only
     // matters (exit 3) when no other signature verifies.
-    let mut unreadable: Option<JobError> = None;
+    let mut unreadable: Option<Error> = None;
     for layer in &sig.layers {
-        let rejected = match check_layer(reg, repo, layer, digest, key, required).await {
+        let rejected = match check_layer(reg, repo, layer, checks).await {
             Ok(Ok(payload)) => {
-                verified.push(payload);
+                report.verified.push(payload);
                 None
             }
             Ok(Err(why)) => Some(why),
             Err(e) => {
-                let why = format!("payload cannot be read: {}", e.message);
-                unreadable.get_or_insert(e);
+                let why = Rejection::Unreadable(e.to_string());
+                unreadable.get_or_insert(Error::Payload {
+                    layer: short(&layer.digest).to_string(),
+                    source: e,
+                });
                 Some(why)
             }
         };
-        verdicts.push(LayerVerdict {
+        report.verdicts.push(LayerVerdict {
             layer_digest: layer.digest.clone(),
             rejected,
         });
     }
-    if verified.is_empty()
+    if report.verified.is_empty()
         && let Some(e) = unreadable
     {
         return Err(e);
     }
-    Ok(VerifyReport {
-        image: image.clone(),
-        digest: digest.clone(),
-        verified,
-        verdicts,
-        stats: reg.stats(),
-    })
+    Ok(Ok(()))
 }
 
-/// Outer error: the registry failed (exit 3). Inner error: this layer is not
-/// a valid signature for the key and digest (the reason).
+/// Outer error: the registry failed. Inner error: this layer is not a valid
+/// signature for the key, digest, identity and annotations.
 async fn check_layer(
     reg: &Registry,
     repo: &str,
     layer: &sigtag::Layer,
-    digest: &Digest,
-    key: &PublicKey,
-    required: &BTreeMap<String, String>,
-) -> JobResult<Result<SimpleSigning, String>> {
+    checks: &Checks<'_>,
+) -> Result<Result<SimpleSigning, Rejection>, kit::JobError> {
     if !layer.is_simplesigning() {
-        return Ok(Err(format!(
-            "layer media type {} is not a simple-signing payload",
-            layer.media_type
-        )));
+        return Ok(Err(Rejection::NotSimpleSigning(layer.media_type.clone())));
     }
     let Some(signature) = layer.signature() else {
-        return Ok(Err(format!(
-            "no {} annotation",
-            sigtag::SIGNATURE_ANNOTATION
-        )));
+        return Ok(Err(Rejection::NoSignature));
     };
     let Ok(layer_digest) = layer.digest.parse::<Digest>() else {
-        return Ok(Err("layer digest is malformed".into()));
+        return Ok(Err(Rejection::MalformedDigest));
     };
-    if layer.size as usize > MAX_PAYLOAD_BYTES {
-        return Ok(Err(format!(
-            "payload of {} bytes is larger than {MAX_PAYLOAD_BYTES}",
-            layer.size
-        )));
+    if layer.size > MAX_PAYLOAD_BYTES as u64 {
+        return Ok(Err(Rejection::TooLarge(layer.size)));
     }
     let payload = reg
         .fetch_blob(repo, &layer_digest, MAX_PAYLOAD_BYTES)
         .await?;
-    if !key.verify_base64(&payload, signature) {
-        return Ok(Err("signature does not verify with this key".into()));
+    Ok(check_payload(&payload, signature, checks))
+}
+
+/// The checks on a fetched payload, in the order a reader would make them:
+/// the signature, then what the signed bytes say.
+fn check_payload(
+    payload: &[u8],
+    signature: &str,
+    checks: &Checks<'_>,
+) -> Result<SimpleSigning, Rejection> {
+    if !checks.key.verify_base64(payload, signature) {
+        return Err(Rejection::BadSignature);
     }
-    let parsed = match SimpleSigning::parse(&payload) {
-        Ok(p) => p,
-        Err(e) => return Ok(Err(e)),
-    };
+    let parsed = SimpleSigning::parse(payload)?;
     if parsed.critical.kind != SIGNATURE_TYPE {
-        return Ok(Err(format!(
-            "payload type is {:?}, not {SIGNATURE_TYPE:?}",
-            parsed.critical.kind
-        )));
+        return Err(Rejection::WrongType(parsed.critical.kind));
     }
-    if parsed.critical.image.docker_manifest_digest != digest.to_string() {
-        return Ok(Err(format!(
-            "signed payload names digest {}, not {digest} (a signature copied from another image)",
-            parsed.critical.image.docker_manifest_digest
-        )));
+    if parsed.critical.image.docker_manifest_digest != checks.digest.to_string() {
+        return Err(Rejection::WrongDigest {
+            named: parsed.critical.image.docker_manifest_digest,
+            want: checks.digest.clone(),
+        });
     }
-    for (k, v) in required {
+    checks
+        .identity
+        .check(&parsed.critical.identity.docker_reference)?;
+    for (k, v) in checks.required {
         let got = parsed.optional.as_ref().and_then(|o| o.get(k));
         let ok = match got {
             Some(serde_json::Value::String(s)) => s == v,
@@ -439,44 +496,18 @@ async fn check_layer(
             None => false,
         };
         if !ok {
-            return Ok(Err(format!("payload lacks annotation {k}={v}")));
+            return Err(Rejection::MissingAnnotation(k.clone(), v.clone()));
         }
     }
-    Ok(Ok(parsed))
-}
-
-#[derive(Debug, Clone)]
-pub struct GenerateOptions {
-    /// Files are `<prefix>.key` and `<prefix>.pub`.
-    pub output_key_prefix: PathBuf,
-    pub force: bool,
+    Ok(parsed)
 }
 
 /// `sign-image generate-key-pair`: writes `<prefix>.key` (cosign's encrypted
-/// format, mode 0600) and `<prefix>.pub`. Refuses to overwrite either file
-/// unless `force`. Password from `COSIGN_PASSWORD` (unset = empty).
-pub fn generate_key_pair(
-    opts: &GenerateOptions,
-    env: &dyn Env,
-) -> JobResult<(PathBuf, PathBuf, PublicKey)> {
-    let prefix = opts.output_key_prefix.to_string_lossy().to_string();
-    if prefix.is_empty() {
-        return Err(JobError::usage("--output-key-prefix is empty"));
-    }
-    let key_path = PathBuf::from(format!("{prefix}.key"));
-    let pub_path = PathBuf::from(format!("{prefix}.pub"));
-    if !opts.force {
-        for p in [&key_path, &pub_path] {
-            if p.exists() {
-                return Err(JobError::usage(format!(
-                    "{} already exists; refusing to overwrite a key (use --force, or another --output-key-prefix)",
-                    p.display()
-                )));
-            }
-        }
-    }
-    let password = match env.var(PASSWORD_VAR) {
-        Some(p) => Secret::new(p),
+/// format, mode 0600) and `<prefix>.pub`. The config already refused to
+/// overwrite existing files without `--force`.
+pub fn generate_key_pair(cfg: &GenerateConfig) -> Result<PublicKey, Error> {
+    let password = match &cfg.password {
+        Some(p) => p.clone(),
         None => {
             joblog::warn(format!(
                 "{PASSWORD_VAR} is not set: the private key is encrypted with an empty password"
@@ -486,16 +517,18 @@ pub fn generate_key_pair(
     };
     let key = PrivateKey::generate()?;
     let encrypted = key.to_encrypted_pem(&password)?;
-    write_private(&key_path, encrypted.as_bytes())?;
-    kit::fsutil::write_atomic(&pub_path, key.public().to_pem().as_bytes())?;
-    Ok((key_path, pub_path, key.public()))
+    write_private(&cfg.key_path, encrypted.as_bytes())?;
+    kit::fsutil::write_atomic(&cfg.pub_path, key.public().to_pem().as_bytes())
+        .map_err(Error::Write)?;
+    Ok(key.public())
 }
 
 /// Writes a private key file readable by its owner only, atomically.
-fn write_private(path: &Path, bytes: &[u8]) -> JobResult<()> {
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     use std::io::Write as _;
-    let fail = |e: &dyn std::fmt::Display| {
-        JobError::usage(format!("cannot write {}: {e}", path.display()))
+    let fail = |source: std::io::Error| Error::WriteKey {
+        path: PathBuf::from(path),
+        source,
     };
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -505,9 +538,61 @@ fn write_private(path: &Path, bytes: &[u8]) -> JobResult<()> {
     let mut tmp = tempfile::Builder::new()
         .prefix(".cosign-key.")
         .tempfile_in(dir)
-        .map_err(|e| fail(&e))?;
-    tmp.write_all(bytes).map_err(|e| fail(&e))?;
-    tmp.as_file().sync_all().map_err(|e| fail(&e))?;
-    tmp.persist(path).map_err(|e| fail(&e.error))?;
+        .map_err(fail)?;
+    tmp.write_all(bytes).map_err(fail)?;
+    tmp.as_file().sync_all().map_err(fail)?;
+    tmp.persist(path).map_err(|e| fail(e.error))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_checks_in_order() {
+        let k = PrivateKey::generate().unwrap();
+        let image = ImageRef::parse("registry.example/team/app:1").unwrap();
+        let digest = Digest::sha256_hex("ab".repeat(32)).unwrap();
+        let payload = SimpleSigning::new(&image, &digest, &BTreeMap::new()).to_bytes();
+        let sig = k.sign_base64(&payload);
+        let required = BTreeMap::new();
+        let identity = IdentityRule::new(&image, vec![], false);
+        let public = k.public();
+        let checks = Checks {
+            digest: &digest,
+            key: &public,
+            required: &required,
+            identity: &identity,
+        };
+        check_payload(&payload, &sig, &checks).unwrap();
+
+        // The same signature verified as another repository's: refused.
+        let other = ImageRef::parse("registry.example/team/other:1").unwrap();
+        let identity = IdentityRule::new(&other, vec![], false);
+        let e = check_payload(
+            &payload,
+            &sig,
+            &Checks {
+                identity: &identity,
+                ..checks
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(e, Rejection::WrongIdentity(_)), "{e}");
+
+        // Another key: the signature check comes first.
+        let stranger = PrivateKey::generate().unwrap().public();
+        let e = check_payload(
+            &payload,
+            &sig,
+            &Checks {
+                key: &stranger,
+                identity: &identity,
+                ..checks
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(e, Rejection::BadSignature), "{e}");
+    }
 }

@@ -15,6 +15,11 @@ use serde::{Deserialize, Serialize};
 
 pub const SIGNATURE_TYPE: &str = "cosign container image signature";
 
+/// A payload blob that is not a simple-signing document.
+#[derive(Debug, thiserror::Error)]
+#[error("payload is not a simple-signing document: {0}")]
+pub struct PayloadError(#[source] serde_json::Error);
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SimpleSigning {
     pub critical: Critical,
@@ -85,9 +90,8 @@ impl SimpleSigning {
     }
 
     /// Parses a payload blob. Unknown fields are ignored, as cosign does.
-    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
-        serde_json::from_slice(bytes)
-            .map_err(|e| format!("payload is not a simple-signing document: {e}"))
+    pub fn parse(bytes: &[u8]) -> Result<Self, PayloadError> {
+        serde_json::from_slice(bytes).map_err(PayloadError)
     }
 }
 

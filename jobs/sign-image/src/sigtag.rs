@@ -39,6 +39,11 @@ pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
 /// blob fetch); a `.sig` manifest with more is refused (fails closed).
 pub const MAX_SIGNATURE_LAYERS: usize = 256;
 
+/// A `.sig` manifest that cannot be read as an OCI image manifest.
+#[derive(Debug, thiserror::Error)]
+#[error("signature manifest cannot be parsed: {0}")]
+pub struct SigManifestError(#[source] serde_json::Error);
+
 /// `sha256:<hex>` → `sha256-<hex>.sig`.
 pub fn signature_tag(digest: &Digest) -> String {
     format!("{}-{}.sig", digest.algorithm(), digest.hex())
@@ -98,9 +103,8 @@ pub enum Appended {
 }
 
 impl SigManifest {
-    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
-        serde_json::from_slice(bytes)
-            .map_err(|e| format!("signature manifest cannot be parsed: {e}"))
+    pub fn parse(bytes: &[u8]) -> Result<Self, SigManifestError> {
+        serde_json::from_slice(bytes).map_err(SigManifestError)
     }
 
     fn empty() -> Self {

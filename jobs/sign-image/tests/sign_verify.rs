@@ -25,7 +25,7 @@ fn sign_then_verify_multiarch_and_dedupe_and_append() {
 
     // Sign by tag: the tag resolves to the index digest; key from env://, password from COSIGN_PASSWORD.
     let pem = std::fs::read_to_string(&a.key_path).unwrap();
-    let r = run(cmd(dir.path())
+    let r = job(dir.path())
         .args([
             "sign",
             &format!("{host}/team/app:1.0"),
@@ -33,7 +33,8 @@ fn sign_then_verify_multiarch_and_dedupe_and_append() {
             &host,
         ])
         .env("COSIGN_PRIVATE_KEY", &pem)
-        .env("COSIGN_PASSWORD", &a.password));
+        .env("COSIGN_PASSWORD", &a.password)
+        .run();
     assert_code(&r, 0);
     assert_eq!(r.stdout.trim(), format!("{host}/team/app@{}", img.digest));
     assert!(!r.all().contains(&a.password) && !r.all().contains(pem.lines().nth(1).unwrap()));
@@ -52,7 +53,7 @@ fn sign_then_verify_multiarch_and_dedupe_and_append() {
     );
 
     // Signing again with the same key leaves one signature and pushes nothing.
-    let r = run(cmd(dir.path())
+    let r = job(dir.path())
         .args([
             "sign",
             &format!("{host}/team/app@{}", img.digest),
@@ -60,7 +61,8 @@ fn sign_then_verify_multiarch_and_dedupe_and_append() {
             &host,
         ])
         .args(["--key", a.key_path.to_str().unwrap()])
-        .env("COSIGN_PASSWORD", &a.password));
+        .env("COSIGN_PASSWORD", &a.password)
+        .run();
     assert_code(&r, 0);
     assert!(r.stderr.contains("already signed"), "{}", r.stderr);
     assert_eq!(
@@ -73,28 +75,30 @@ fn sign_then_verify_multiarch_and_dedupe_and_append() {
     );
 
     // Another key appends (empty password; COSIGN_PASSWORD unset).
-    let r = run(cmd(dir.path())
+    let r = job(dir.path())
         .args([
             "sign",
             &format!("{host}/team/app:1.0"),
             "--insecure-registry",
             &host,
         ])
-        .args(["--key", b.key_path.to_str().unwrap()]));
+        .args(["--key", b.key_path.to_str().unwrap()])
+        .run();
     assert_code(&r, 0);
     let layers = sig_layers(&host, "team/app", &img.digest, None).unwrap();
     assert_eq!(layers.as_array().unwrap().len(), 2);
 
     // Both keys verify; stdout is cosign's JSON array of verified payloads.
     for k in [&a, &b] {
-        let r = run(cmd(dir.path())
+        let r = job(dir.path())
             .args([
                 "verify",
                 &format!("{host}/team/app:1.0"),
                 "--insecure-registry",
                 &host,
             ])
-            .args(["--key", k.pub_path.to_str().unwrap()]));
+            .args(["--key", k.pub_path.to_str().unwrap()])
+            .run();
         assert_code(&r, 0);
         let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
         assert_eq!(v.as_array().unwrap().len(), 1, "{}", r.stdout);
@@ -110,7 +114,7 @@ fn sign_then_verify_multiarch_and_dedupe_and_append() {
 
     // A third key: signatures exist but none is valid → exit 1 saying so.
     let c = keys(dir.path(), "c", "x");
-    let r = run(cmd(dir.path())
+    let r = job(dir.path())
         .args([
             "verify",
             &format!("{host}/team/app:1.0"),
@@ -120,7 +124,8 @@ fn sign_then_verify_multiarch_and_dedupe_and_append() {
         .env(
             "COSIGN_PUBLIC_KEY",
             std::fs::read_to_string(&c.pub_path).unwrap(),
-        ));
+        )
+        .run();
     assert_code(&r, 1);
     assert!(
         r.cause().contains("2 signature(s) found, none valid"),
@@ -153,14 +158,15 @@ fn unsigned_missing_and_unreachable() {
     let dir = tempfile::tempdir().unwrap();
     let k = keys(dir.path(), "k", "pw-9999");
 
-    let r = run(cmd(dir.path())
+    let r = job(dir.path())
         .args([
             "verify",
             &format!("{host}/team/unsigned:1"),
             "--insecure-registry",
             &host,
         ])
-        .args(["--key", k.pub_path.to_str().unwrap()]));
+        .args(["--key", k.pub_path.to_str().unwrap()])
+        .run();
     assert_code(&r, 1);
     assert!(
         r.cause().contains("has no signatures") && r.cause().contains(&img.digest),
@@ -175,7 +181,7 @@ fn unsigned_missing_and_unreachable() {
         } else {
             &k.pub_path
         };
-        let r = run(cmd(dir.path())
+        let r = job(dir.path())
             .args([
                 sub,
                 &format!("{host}/team/unsigned:nope"),
@@ -183,7 +189,8 @@ fn unsigned_missing_and_unreachable() {
                 &host,
             ])
             .args(["--key", key.to_str().unwrap()])
-            .env("COSIGN_PASSWORD", &k.password));
+            .env("COSIGN_PASSWORD", &k.password)
+            .run();
         assert_code(&r, 3);
         assert!(r.cause().contains("not found"), "{}", r.cause());
         assert!(
@@ -197,15 +204,17 @@ fn unsigned_missing_and_unreachable() {
     // writes nothing (the existence check comes before any push).
     let zero = format!("sha256:{}", "0".repeat(64));
     let missing = format!("{host}/team/unsigned@{zero}");
-    let r = run(cmd(dir.path())
+    let r = job(dir.path())
         .args(["verify", &missing, "--insecure-registry", &host])
-        .args(["--key", k.pub_path.to_str().unwrap()]));
+        .args(["--key", k.pub_path.to_str().unwrap()])
+        .run();
     assert_code(&r, 3);
     assert!(r.cause().contains("not found"), "{}", r.cause());
-    let r = run(cmd(dir.path())
+    let r = job(dir.path())
         .args(["sign", &missing, "--insecure-registry", &host])
         .args(["--key", k.key_path.to_str().unwrap()])
-        .env("COSIGN_PASSWORD", &k.password));
+        .env("COSIGN_PASSWORD", &k.password)
+        .run();
     assert_code(&r, 3);
     assert!(r.cause().contains("not found"), "{}", r.cause());
     assert!(!r.all().contains(&k.password));
@@ -213,14 +222,15 @@ fn unsigned_missing_and_unreachable() {
 
     // Nobody listens: exit 3 after bounded retries.
     let port = harness::registry::free_port();
-    let r = run(cmd(dir.path())
+    let r = job(dir.path())
         .args([
             "verify",
             &format!("127.0.0.1:{port}/x/y:1"),
             "--insecure-registry",
             &format!("127.0.0.1:{port}"),
         ])
-        .args(["--key", k.pub_path.to_str().unwrap()]));
+        .args(["--key", k.pub_path.to_str().unwrap()])
+        .run();
     assert_code(&r, 3);
 }
 
@@ -231,7 +241,7 @@ fn key_and_input_errors_are_exit_2_without_secrets() {
     let img = "127.0.0.1:1/never/contacted:1";
 
     // Wrong password: exit 2 before any network traffic, nothing secret echoed.
-    let r = run(cmd(dir.path())
+    let r = job(dir.path())
         .args([
             "sign",
             img,
@@ -240,7 +250,8 @@ fn key_and_input_errors_are_exit_2_without_secrets() {
             "--key",
             k.key_path.to_str().unwrap(),
         ])
-        .env("COSIGN_PASSWORD", "a-wrong-password"));
+        .env("COSIGN_PASSWORD", "a-wrong-password")
+        .run();
     assert_code(&r, 2);
     assert!(
         r.cause().contains("wrong password or not a cosign key"),
@@ -251,7 +262,10 @@ fn key_and_input_errors_are_exit_2_without_secrets() {
 
     // Unreadable key file; a file that is no key at all.
     let missing = dir.path().join("nowhere/cosign.key");
-    let r = run(cmd(dir.path()).args(["sign", img, "--key"]).arg(&missing));
+    let r = job(dir.path())
+        .args(["sign", img, "--key"])
+        .arg(&missing)
+        .run();
     assert_code(&r, 2);
     assert!(
         r.cause().contains("cannot read key file") && r.cause().contains("nowhere/cosign.key"),
@@ -260,10 +274,11 @@ fn key_and_input_errors_are_exit_2_without_secrets() {
     );
     let junk = dir.path().join("junk.key");
     std::fs::write(&junk, "just some text, secret-ish-content-42\n").unwrap();
-    let r = run(cmd(dir.path())
+    let r = job(dir.path())
         .args(["sign", img, "--key"])
         .arg(&junk)
-        .env("COSIGN_PASSWORD", "pw-junk-77"));
+        .env("COSIGN_PASSWORD", "pw-junk-77")
+        .run();
     assert_code(&r, 2);
     assert!(r.cause().contains("junk.key"), "{}", r.cause());
     assert!(
@@ -273,34 +288,42 @@ fn key_and_input_errors_are_exit_2_without_secrets() {
     );
 
     // Key variable unset; a public key where a private one is needed; garbage; bad reference.
-    let r = run(cmd(dir.path()).args(["sign", img]));
+    let r = job(dir.path()).args(["sign", img]).run();
     assert_code(&r, 2);
     assert!(r.cause().contains("COSIGN_PRIVATE_KEY"), "{}", r.cause());
-    let r = run(cmd(dir.path()).args(["sign", img, "--key", k.pub_path.to_str().unwrap()]));
+    let r = job(dir.path())
+        .args(["sign", img, "--key", k.pub_path.to_str().unwrap()])
+        .run();
     assert_code(&r, 2);
     assert!(r.cause().contains("PUBLIC KEY"), "{}", r.cause());
-    let r = run(cmd(dir.path())
+    let r = job(dir.path())
         .args(["verify", img, "--key", "env://JUNK"])
-        .env("JUNK", "not a key"));
+        .env("JUNK", "not a key")
+        .run();
     assert_code(&r, 2);
     assert!(
         r.cause().contains("env://JUNK") && !r.all().contains("not a key"),
         "{}",
         r.cause()
     );
-    let r =
-        run(cmd(dir.path()).args(["verify", "Bad//Ref", "--key", k.pub_path.to_str().unwrap()]));
+    let r = job(dir.path())
+        .args(["verify", "Bad//Ref", "--key", k.pub_path.to_str().unwrap()])
+        .run();
     assert_code(&r, 2);
-    let r = run(cmd(dir.path()).args(["sign", img, "--key", "awskms:///x"]));
+    let r = job(dir.path())
+        .args(["sign", img, "--key", "awskms:///x"])
+        .run();
     assert_code(&r, 2);
-    let r = run(cmd(dir.path()).args([
-        "sign",
-        img,
-        "-a",
-        "novalue",
-        "--key",
-        k.key_path.to_str().unwrap(),
-    ]));
+    let r = job(dir.path())
+        .args([
+            "sign",
+            img,
+            "-a",
+            "novalue",
+            "--key",
+            k.key_path.to_str().unwrap(),
+        ])
+        .run();
     assert_code(&r, 2);
     assert!(r.cause().contains("KEY=VALUE"), "{}", r.cause());
 }
@@ -316,7 +339,7 @@ fn recursive_platform_and_annotations() {
     );
     let dir = tempfile::tempdir().unwrap();
     let k = keys(dir.path(), "k", "pw-rec-1");
-    let r = run(cmd(dir.path())
+    let r = job(dir.path())
         .args([
             "sign",
             &format!("{host}/team/multi:2.0"),
@@ -326,7 +349,8 @@ fn recursive_platform_and_annotations() {
         ])
         .args(["-a", "pipeline=42", "--annotation", "commit=abc"])
         .args(["--key", k.key_path.to_str().unwrap()])
-        .env("COSIGN_PASSWORD", &k.password));
+        .env("COSIGN_PASSWORD", &k.password)
+        .run();
     assert_code(&r, 0);
     assert_eq!(
         r.stdout.lines().count(),
@@ -342,7 +366,7 @@ fn recursive_platform_and_annotations() {
         );
     }
     let verify = |extra: &[&str]| {
-        run(cmd(dir.path())
+        job(dir.path())
             .args([
                 "verify",
                 &format!("{host}/team/multi:2.0"),
@@ -350,7 +374,8 @@ fn recursive_platform_and_annotations() {
                 &host,
             ])
             .args(["--key", k.pub_path.to_str().unwrap()])
-            .args(extra))
+            .args(extra)
+            .run()
     };
     assert_code(&verify(&["-a", "pipeline=42"]), 0);
     let r = verify(&["-a", "pipeline=43"]);
@@ -384,7 +409,7 @@ fn copied_signature_from_another_image_is_rejected() {
     let evil = push_image(&reg, "team/app", "evil", &small_spec(5), None);
     let dir = tempfile::tempdir().unwrap();
     let k = keys(dir.path(), "k", "pw-copy-1");
-    let r = run(cmd(dir.path())
+    let r = job(dir.path())
         .args([
             "sign",
             &format!("{host}/team/app:good"),
@@ -392,7 +417,8 @@ fn copied_signature_from_another_image_is_rejected() {
             &host,
         ])
         .args(["--key", k.key_path.to_str().unwrap()])
-        .env("COSIGN_PASSWORD", &k.password));
+        .env("COSIGN_PASSWORD", &k.password)
+        .run();
     assert_code(&r, 0);
     // Copy good's .sig manifest to evil's .sig tag (an attacker with push rights).
     let tag = |d: &str| d.replace(':', "-") + ".sig";
@@ -412,14 +438,15 @@ fn copied_signature_from_another_image_is_rejected() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let r = run(cmd(dir.path())
+    let r = job(dir.path())
         .args([
             "verify",
             &format!("{host}/team/app:evil"),
             "--insecure-registry",
             &host,
         ])
-        .args(["--key", k.pub_path.to_str().unwrap()]));
+        .args(["--key", k.pub_path.to_str().unwrap()])
+        .run();
     assert_code(&r, 1);
     assert!(
         r.cause().contains("names digest") && r.cause().contains(&good.digest),
@@ -435,7 +462,7 @@ fn basic_auth_registry_with_discovered_credentials() {
     let img = push_image(&reg, "team/private", "1", &small_spec(6), None);
     let dir = tempfile::tempdir().unwrap();
     let k = keys(dir.path(), "k", "pw-auth-1");
-    let r = run(cmd(dir.path())
+    let r = job(dir.path())
         .args([
             "sign",
             &format!("{host}/team/private:1"),
@@ -445,23 +472,25 @@ fn basic_auth_registry_with_discovered_credentials() {
         .args(["--key", k.key_path.to_str().unwrap()])
         .env("COSIGN_PASSWORD", &k.password)
         .env("REGISTRY_USER", "signer")
-        .env("REGISTRY_PASSWORD", "registry-secret-77"));
+        .env("REGISTRY_PASSWORD", "registry-secret-77")
+        .run();
     assert_code(&r, 0);
     assert!(!r.all().contains("registry-secret-77"));
     assert!(sig_layers(&host, "team/private", &img.digest, reg.credentials()).is_some());
     // Without credentials the registry refuses: exit 3 naming the cause.
-    let r = run(cmd(dir.path())
+    let r = job(dir.path())
         .args([
             "verify",
             &format!("{host}/team/private:1"),
             "--insecure-registry",
             &host,
         ])
-        .args(["--key", k.pub_path.to_str().unwrap()]));
+        .args(["--key", k.pub_path.to_str().unwrap()])
+        .run();
     assert_code(&r, 3);
     assert!(r.cause().contains("no credentials"), "{}", r.cause());
     // Wrong password: exit 3, password not echoed.
-    let r = run(cmd(dir.path())
+    let r = job(dir.path())
         .args([
             "verify",
             &format!("{host}/team/private:1"),
@@ -474,7 +503,8 @@ fn basic_auth_registry_with_discovered_credentials() {
             "--username",
             "signer",
         ])
-        .env("SIGN_IMAGE_REGISTRY_PASSWORD", "wrong-secret-88"));
+        .env("SIGN_IMAGE_REGISTRY_PASSWORD", "wrong-secret-88")
+        .run();
     assert_code(&r, 3);
     assert!(!r.all().contains("wrong-secret-88"));
 }
@@ -483,13 +513,14 @@ fn basic_auth_registry_with_discovered_credentials() {
 fn generate_key_pair_writes_cosign_format_and_refuses_overwrite() {
     let dir = tempfile::tempdir().unwrap();
     let prefix = dir.path().join("cosign");
-    let r = run(cmd(dir.path())
+    let r = job(dir.path())
         .args([
             "generate-key-pair",
             "--output-key-prefix",
             prefix.to_str().unwrap(),
         ])
-        .env("COSIGN_PASSWORD", "gen-pass-123"));
+        .env("COSIGN_PASSWORD", "gen-pass-123")
+        .run();
     assert_code(&r, 0);
     let key_path = dir.path().join("cosign.key");
     let pem = std::fs::read_to_string(&key_path).unwrap();
@@ -511,13 +542,14 @@ fn generate_key_pair_writes_cosign_format_and_refuses_overwrite() {
     let public = std::fs::read_to_string(dir.path().join("cosign.pub")).unwrap();
     assert_eq!(key.public().to_pem(), public);
 
-    let r = run(cmd(dir.path())
+    let r = job(dir.path())
         .args([
             "generate-key-pair",
             "--output-key-prefix",
             prefix.to_str().unwrap(),
         ])
-        .env("COSIGN_PASSWORD", "x"));
+        .env("COSIGN_PASSWORD", "x")
+        .run();
     assert_code(&r, 2);
     assert!(r.cause().contains("already exists"), "{}", r.cause());
     assert_eq!(
@@ -525,14 +557,15 @@ fn generate_key_pair_writes_cosign_format_and_refuses_overwrite() {
         pem,
         "not overwritten"
     );
-    let r = run(cmd(dir.path())
+    let r = job(dir.path())
         .args([
             "generate-key-pair",
             "--force",
             "--output-key-prefix",
             prefix.to_str().unwrap(),
         ])
-        .env("COSIGN_PASSWORD", "x"));
+        .env("COSIGN_PASSWORD", "x")
+        .run();
     assert_code(&r, 0);
     assert_ne!(std::fs::read_to_string(&key_path).unwrap(), pem);
 }
@@ -576,7 +609,7 @@ fn bearer_token_registry_with_faults_is_retried() {
     );
     let dir = tempfile::tempdir().unwrap();
     let k = keys(dir.path(), "k", "pw-hub-1");
-    let r = run(cmd(dir.path())
+    let r = job(dir.path())
         .args([
             "sign",
             &format!("{host}/team/hub:1"),
@@ -586,7 +619,8 @@ fn bearer_token_registry_with_faults_is_retried() {
         .args(["--key", k.key_path.to_str().unwrap()])
         .env("COSIGN_PASSWORD", &k.password)
         .env("REGISTRY_USER", "hubuser")
-        .env("REGISTRY_PASSWORD", "hub-token-secret"));
+        .env("REGISTRY_PASSWORD", "hub-token-secret")
+        .run();
     assert_code(&r, 0);
     assert!(!r.all().contains("hub-token-secret"));
     let log = gw.requests();
@@ -603,7 +637,7 @@ fn bearer_token_registry_with_faults_is_retried() {
     );
     assert!(sig_layers(&reg.host(), "team/hub", &img.digest, None).is_some());
 
-    let r = run(cmd(dir.path())
+    let r = job(dir.path())
         .args([
             "verify",
             &format!("{host}/team/hub:1"),
@@ -612,7 +646,8 @@ fn bearer_token_registry_with_faults_is_retried() {
         ])
         .args(["--key", k.pub_path.to_str().unwrap()])
         .env("REGISTRY_USER", "hubuser")
-        .env("REGISTRY_PASSWORD", "hub-token-secret"));
+        .env("REGISTRY_PASSWORD", "hub-token-secret")
+        .run();
     assert_code(&r, 0);
     // Persistent 503: bounded retries, then exit 3 (not 1: the registry could not be read).
     gw.inject(
@@ -624,7 +659,7 @@ fn bearer_token_registry_with_faults_is_retried() {
         .path_contains(".sig")
         .times(100),
     );
-    let r = run(cmd(dir.path())
+    let r = job(dir.path())
         .args([
             "verify",
             &format!("{host}/team/hub:1"),
@@ -633,7 +668,8 @@ fn bearer_token_registry_with_faults_is_retried() {
         ])
         .args(["--key", k.pub_path.to_str().unwrap()])
         .env("REGISTRY_USER", "hubuser")
-        .env("REGISTRY_PASSWORD", "hub-token-secret"));
+        .env("REGISTRY_PASSWORD", "hub-token-secret")
+        .run();
     assert_code(&r, 3);
     assert!(r.cause().contains("503"), "{}", r.cause());
 }
@@ -661,21 +697,24 @@ fn unreadable_payload_only_matters_when_nothing_else_verifies() {
     let (a, b) = (keys(dir.path(), "a", "pa"), keys(dir.path(), "b", "pb"));
     let image = format!("{host}/team/gone:1");
     for (k, ann) in [(&a, "by=a"), (&b, "by=b")] {
-        let r = run(cmd(dir.path())
+        let r = job(dir.path())
             .args(["sign", &image, "--insecure-registry", &host, "-a", ann])
             .args(["--key", k.key_path.to_str().unwrap()])
-            .env("COSIGN_PASSWORD", &k.password));
+            .env("COSIGN_PASSWORD", &k.password)
+            .run();
         assert_code(&r, 0);
     }
-    let img_digest = run(cmd(dir.path()).args([
-        "verify",
-        &image,
-        "--insecure-registry",
-        &host,
-        "--key",
-        a.pub_path.to_str().unwrap(),
-    ]))
-    .stdout;
+    let img_digest = job(dir.path())
+        .args([
+            "verify",
+            &image,
+            "--insecure-registry",
+            &host,
+            "--key",
+            a.pub_path.to_str().unwrap(),
+        ])
+        .run()
+        .stdout;
     let v: serde_json::Value = serde_json::from_str(img_digest.trim()).unwrap();
     let digest = v[0]["critical"]["image"]["docker-manifest-digest"]
         .as_str()
@@ -685,14 +724,16 @@ fn unreadable_payload_only_matters_when_nothing_else_verifies() {
     // Layer 0 is a's payload; remove its blob.
     delete_blob(&host, "team/gone", layers[0]["digest"].as_str().unwrap());
     let verify = |k: &Keys| {
-        run(cmd(dir.path()).args([
-            "verify",
-            &image,
-            "--insecure-registry",
-            &host,
-            "--key",
-            k.pub_path.to_str().unwrap(),
-        ]))
+        job(dir.path())
+            .args([
+                "verify",
+                &image,
+                "--insecure-registry",
+                &host,
+                "--key",
+                k.pub_path.to_str().unwrap(),
+            ])
+            .run()
     };
     assert_code(&verify(&b), 0);
     let r = verify(&a);
@@ -717,7 +758,7 @@ fn request_counts_for_signing_an_already_pushed_digest() {
     let dir = tempfile::tempdir().unwrap();
     let k = keys(dir.path(), "k", "pw-count");
     let sign = |digest: &str| {
-        run(cmd(dir.path())
+        job(dir.path())
             .args([
                 "sign",
                 &format!("{host}/team/count@{digest}"),
@@ -725,7 +766,8 @@ fn request_counts_for_signing_an_already_pushed_digest() {
                 &host,
             ])
             .args(["--key", k.key_path.to_str().unwrap()])
-            .env("COSIGN_PASSWORD", &k.password))
+            .env("COSIGN_PASSWORD", &k.password)
+            .run()
     };
     let calls = |log: &[harness::registry::Logged]| -> Vec<String> {
         log.iter()
@@ -771,14 +813,16 @@ fn request_counts_for_signing_an_already_pushed_digest() {
 
     // Both signatures verify, and their .sig manifests carry the `{}` config.
     for d in [&img.digest, &img2.digest] {
-        let r = run(cmd(dir.path()).args([
-            "verify",
-            &format!("{host}/team/count@{d}"),
-            "--insecure-registry",
-            &host,
-            "--key",
-            k.pub_path.to_str().unwrap(),
-        ]));
+        let r = job(dir.path())
+            .args([
+                "verify",
+                &format!("{host}/team/count@{d}"),
+                "--insecure-registry",
+                &host,
+                "--key",
+                k.pub_path.to_str().unwrap(),
+            ])
+            .run();
         assert_code(&r, 0);
         let tag = d.replace(':', "-") + ".sig";
         let raw = harness::registry::skopeo_raw(&format!("{}/team/count:{tag}", reg.host()), None);

@@ -2,7 +2,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+pub use harness::job::{Job, Run};
 
 use kit::secret::Secret;
 use sign_image::keys::PrivateKey;
@@ -37,58 +38,11 @@ pub fn keys(dir: &Path, name: &str, password: &str) -> Keys {
     }
 }
 
-/// The binary with an environment holding nothing that could leak in from
-/// the developer's or CI's shell (keys, passwords, registry logins).
-pub fn cmd(home: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy().to_string();
-        if k.starts_with("COSIGN_")
-            || k.starts_with("SIGN_IMAGE")
-            || k.starts_with("REGISTRY_")
-            || k.starts_with("CI_REGISTRY")
-            || k.starts_with("DOCKERHUB_")
-            || k == "INSECURE_REGISTRY"
-            || k == "DOCKER_CONFIG"
-            || k == "GITLAB_CI"
-        {
-            c.env_remove(k);
-        }
-    }
-    c.env("HOME", home).env("NO_COLOR", "1");
-    c
-}
-
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    pub fn all(&self) -> String {
-        format!("{}\n{}", self.stdout, self.stderr)
-    }
-    /// The last line of stderr: the one-line cause.
-    pub fn cause(&self) -> &str {
-        self.stderr
-            .lines()
-            .rfind(|l| !l.trim().is_empty())
-            .unwrap_or("")
-    }
-}
-
-pub fn run(c: &mut Command) -> Run {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = c.output().expect("run sign-image");
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    }
+/// The binary the way CI starts it (harness::job): an empty environment but
+/// `PATH` and `HOME` (= `home`), so nothing leaks in from the developer's or
+/// CI's shell (keys, passwords, registry logins).
+pub fn job(home: &Path) -> Job {
+    Job::new(BIN, home).env("NO_COLOR", "1")
 }
 
 #[track_caller]
@@ -98,6 +52,11 @@ pub fn assert_code(r: &Run, code: i32) {
         "exit code; stdout:\n{}\nstderr:\n{}",
         r.stdout, r.stderr
     );
+}
+
+/// `regex::escape`, for building whole-cause patterns from hosts and digests.
+pub fn re(s: &str) -> String {
+    regex::escape(s)
 }
 
 /// `(layers, signature annotations)` of the `.sig` manifest of `digest`

@@ -1,0 +1,80 @@
+//! What can go wrong after the config is valid, and the one place each cause
+//! gets its exit code. A verify that finds no valid signature is not an error
+//! but [`kit::job::Outcome::Refused`] (exit 1, see [`crate::ops::Refusal`]).
+
+use std::path::PathBuf;
+
+use kit::ExitKind;
+
+use crate::keys::KeyError;
+use crate::sigtag::SigManifestError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The registry client failed: unreachable, auth refused, not found,
+    /// 4xx/5xx after retries (exit 3), or a request timed out (exit 4).
+    #[error(transparent)]
+    Registry(kit::JobError),
+    #[error("resolving tag {image} to a digest")]
+    ResolveTag {
+        image: String,
+        #[source]
+        source: kit::JobError,
+    },
+    /// `--platform` names a platform the index does not have.
+    #[error("{image} has no {platform} manifest (it has: {have})")]
+    UnknownPlatform {
+        image: String,
+        platform: String,
+        have: String,
+    },
+    #[error("{image} disappeared while reading it")]
+    Disappeared { image: String },
+    /// The `.sig` tag holds something that is not a manifest we can append to.
+    #[error("{name}:{tag}: {source}; refusing to overwrite it")]
+    ForeignSignatures {
+        name: String,
+        tag: String,
+        #[source]
+        source: SigManifestError,
+    },
+    /// No signature verified, and one payload could not be read.
+    #[error("reading the payload of signature layer {layer}")]
+    Payload {
+        layer: String,
+        #[source]
+        source: kit::JobError,
+    },
+    /// generate-key-pair: a key could not be made or encoded.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("cannot write {}: {source}", path.display())]
+    WriteKey {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// kit's atomic writer (the public key file).
+    #[error(transparent)]
+    Write(kit::JobError),
+}
+
+impl Error {
+    /// Wraps a registry client error (`kit::JobError` today; anything that
+    /// converts into one, such as a typed `registry::Error`).
+    pub fn registry(e: impl Into<kit::JobError>) -> Self {
+        Error::Registry(e.into())
+    }
+}
+
+impl kit::job::Failure for Error {
+    fn exit_kind(&self) -> ExitKind {
+        match self {
+            Error::Registry(e) | Error::Write(e) => e.kind,
+            Error::ResolveTag { source, .. } | Error::Payload { source, .. } => source.kind,
+            Error::UnknownPlatform { .. } => ExitKind::Usage,
+            Error::Disappeared { .. } | Error::ForeignSignatures { .. } => ExitKind::Remote,
+            Error::Key(_) | Error::WriteKey { .. } => ExitKind::Usage,
+        }
+    }
+}
