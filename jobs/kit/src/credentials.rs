@@ -1,8 +1,15 @@
-//! Registry credential discovery, in DESIGN.md's order:
+//! Registry credential discovery, first match wins:
 //! 1. explicit flags (each job maps its own flags/env, e.g. `CS_REGISTRY_USER`);
-//! 2. `REGISTRY_USER` / `REGISTRY_PASSWORD`;
+//! 2. `REGISTRY_USER` / `REGISTRY_PASSWORD`, only for the one host they are
+//!    bound to: `REGISTRY_HOST`, else `$CI_REGISTRY`;
 //! 3. `CI_REGISTRY_USER` / `CI_REGISTRY_PASSWORD`, only for `$CI_REGISTRY`;
-//! 4. `auths` of `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
+//! 4. `auths` of `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`
+//!    (host-specific);
+//! 5. when neither `REGISTRY_HOST` nor `CI_REGISTRY` is set,
+//!    `REGISTRY_USER` / `REGISTRY_PASSWORD` for the job's default registry
+//!    only ([`RegistryEnv::DefaultRegistry`]: the one registry of
+//!    scan-image and sign-image, promote-image's source), never for
+//!    another one.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -62,11 +69,65 @@ impl Credentials {
     }
 }
 
+/// Which registry `REGISTRY_USER` / `REGISTRY_PASSWORD` are for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Binding {
+    /// `REGISTRY_HOST` names it.
+    RegistryHost(String),
+    /// `REGISTRY_HOST` is unset; `CI_REGISTRY` names it.
+    CiRegistry(String),
+    /// Neither is set: the job's default registry only.
+    JobDefault,
+}
+
+impl Binding {
+    /// From `REGISTRY_HOST`, else `CI_REGISTRY`.
+    pub fn from_env(env: &dyn Env) -> Binding {
+        if let Some(h) = env.first(&["REGISTRY_HOST"]) {
+            return Binding::RegistryHost(h);
+        }
+        if let Some(h) = env.first(&["CI_REGISTRY"]) {
+            return Binding::CiRegistry(h);
+        }
+        Binding::JobDefault
+    }
+
+    /// The host it names, if any.
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            Binding::RegistryHost(h) | Binding::CiRegistry(h) => Some(h),
+            Binding::JobDefault => None,
+        }
+    }
+}
+
+impl fmt::Display for Binding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Binding::RegistryHost(h) => write!(f, "bound to {h} by REGISTRY_HOST"),
+            Binding::CiRegistry(h) => write!(f, "bound to {h} by CI_REGISTRY"),
+            Binding::JobDefault => {
+                f.write_str("no REGISTRY_HOST or CI_REGISTRY: the job's default registry only")
+            }
+        }
+    }
+}
+
+/// Whether the registry being looked up is the job's default one, which
+/// `REGISTRY_USER` / `REGISTRY_PASSWORD` serve when no host is bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistryEnv {
+    /// The job's only registry (scan-image, sign-image) or promote-image's source.
+    DefaultRegistry,
+    /// Another registry (promote-image's destination): only when bound to it.
+    OnlyWhenBound,
+}
+
 /// Where credentials came from, for the job log (never the values).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CredentialSource {
     Flags,
-    RegistryEnv,
+    RegistryEnv(Binding),
     CiRegistry,
     DockerConfig(PathBuf),
 }
@@ -75,7 +136,9 @@ impl fmt::Display for CredentialSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CredentialSource::Flags => f.write_str("flags"),
-            CredentialSource::RegistryEnv => f.write_str("REGISTRY_USER/REGISTRY_PASSWORD"),
+            CredentialSource::RegistryEnv(b) => {
+                write!(f, "REGISTRY_USER/REGISTRY_PASSWORD ({b})")
+            }
             CredentialSource::CiRegistry => f.write_str("CI_REGISTRY_USER/CI_REGISTRY_PASSWORD"),
             CredentialSource::DockerConfig(p) => write!(f, "{}", p.display()),
         }
@@ -83,11 +146,22 @@ impl fmt::Display for CredentialSource {
 }
 
 /// Finds credentials for `registry` (a normalized host such as `docker.io` or
-/// `localhost:5000`). `Ok(None)` means anonymous access.
+/// `localhost:5000`), the job's default registry. `Ok(None)` means
+/// anonymous access.
 pub fn discover(
     registry: &str,
     explicit: Option<Credentials>,
     env: &dyn Env,
+) -> JobResult<Option<(Credentials, CredentialSource)>> {
+    discover_with(registry, explicit, env, RegistryEnv::DefaultRegistry)
+}
+
+/// [`discover`] for a registry that may not be the job's default one.
+pub fn discover_with(
+    registry: &str,
+    explicit: Option<Credentials>,
+    env: &dyn Env,
+    role: RegistryEnv,
 ) -> JobResult<Option<(Credentials, CredentialSource)>> {
     if let Some(c) = explicit {
         return Ok(Some((c, CredentialSource::Flags)));
@@ -100,11 +174,16 @@ pub fn discover(
             p,
         )
     };
-    if let Some(c) = pair("REGISTRY_USER", "REGISTRY_PASSWORD")? {
-        return Ok(Some((c, CredentialSource::RegistryEnv)));
+    let want = normalize_registry_key(registry);
+    let registry_env = pair("REGISTRY_USER", "REGISTRY_PASSWORD")?;
+    let binding = Binding::from_env(env);
+    if let Some(c) = &registry_env
+        && binding.host().map(normalize_registry_key).as_deref() == Some(want.as_str())
+    {
+        return Ok(Some((c.clone(), CredentialSource::RegistryEnv(binding))));
     }
     if let Some(ci) = env.first(&["CI_REGISTRY"])
-        && normalize_registry_key(&ci) == normalize_registry_key(registry)
+        && normalize_registry_key(&ci) == want
         && let Some(c) = pair("CI_REGISTRY_USER", "CI_REGISTRY_PASSWORD")?
     {
         return Ok(Some((c, CredentialSource::CiRegistry)));
@@ -114,7 +193,26 @@ pub fn discover(
     {
         return Ok(Some((c, CredentialSource::DockerConfig(path))));
     }
+    if let Some(c) = registry_env
+        && binding == Binding::JobDefault
+        && role == RegistryEnv::DefaultRegistry
+    {
+        return Ok(Some((c, CredentialSource::RegistryEnv(binding))));
+    }
     Ok(None)
+}
+
+/// Why `REGISTRY_USER` / `REGISTRY_PASSWORD`, when set, are not for
+/// `registry` (for the job log), or `None` when they are unset or are.
+pub fn registry_env_not_for(registry: &str, env: &dyn Env, role: RegistryEnv) -> Option<String> {
+    env.first(&["REGISTRY_USER"])?;
+    let binding = Binding::from_env(env);
+    let want = normalize_registry_key(registry);
+    let applies = match binding.host() {
+        Some(h) => normalize_registry_key(h) == want,
+        None => role == RegistryEnv::DefaultRegistry,
+    };
+    (!applies).then(|| format!("REGISTRY_USER/REGISTRY_PASSWORD are not used here ({binding})"))
 }
 
 /// `$DOCKER_CONFIG/config.json`, else `$HOME/.docker/config.json`.
@@ -265,8 +363,13 @@ mod tests {
         let (c, src) = discover("reg.example:5000", None, &env).unwrap().unwrap();
         assert_eq!(
             (c.username.as_str(), src),
-            ("ru", CredentialSource::RegistryEnv)
+            (
+                "ru",
+                CredentialSource::RegistryEnv(Binding::CiRegistry("reg.example:5000".into()))
+            )
         );
+        // Bound to $CI_REGISTRY: not for another registry, whatever its role.
+        assert!(discover("other.example", None, &env).unwrap().is_none());
 
         let (c, src) = discover("reg.example:5000", Some(Credentials::new("f", "fp")), &env)
             .unwrap()
@@ -318,6 +421,54 @@ mod tests {
     fn missing_config_means_anonymous() {
         let env = MapEnv::new([("DOCKER_CONFIG", "/nonexistent/dir")]);
         assert!(discover("h.example", None, &env).unwrap().is_none());
+    }
+
+    #[test]
+    fn registry_user_is_bound_to_one_host() {
+        // A host-specific config.json entry for the other registry.
+        // "cfg:cfgpass" → Y2ZnOmNmZ3Bhc3M=
+        let dir = config_dir(r#"{"auths":{"dst.example":{"auth":"Y2ZnOmNmZ3Bhc3M="}}}"#);
+        let bound = env_with(
+            &dir,
+            &[
+                ("REGISTRY_USER", "ru"),
+                ("REGISTRY_PASSWORD", "rp-secret"),
+                ("REGISTRY_HOST", "src.example"),
+                ("CI_REGISTRY", "gitlab.example"),
+            ],
+        );
+        let (c, src) = discover("src.example", None, &bound).unwrap().unwrap();
+        assert_eq!(c.username, "ru");
+        assert_eq!(
+            src.to_string(),
+            "REGISTRY_USER/REGISTRY_PASSWORD (bound to src.example by REGISTRY_HOST)"
+        );
+        // REGISTRY_HOST wins over CI_REGISTRY as the binding.
+        assert!(discover("gitlab.example", None, &bound).unwrap().is_none());
+        let (c, _) = discover("dst.example", None, &bound).unwrap().unwrap();
+        assert_eq!(c.username, "cfg");
+        assert_eq!(
+            registry_env_not_for("dst.example", &bound, RegistryEnv::DefaultRegistry).unwrap(),
+            "REGISTRY_USER/REGISTRY_PASSWORD are not used here (bound to src.example by REGISTRY_HOST)"
+        );
+        assert!(registry_env_not_for("src.example", &bound, RegistryEnv::OnlyWhenBound).is_none());
+
+        // Unbound: the job's default registry only, after its config.json entry.
+        let unbound = env_with(&dir, &[("REGISTRY_USER", "ru"), ("REGISTRY_PASSWORD", "rp-secret")]);
+        let (c, src) = discover("src.example", None, &unbound).unwrap().unwrap();
+        assert_eq!((c.username.as_str(), src), ("ru", CredentialSource::RegistryEnv(Binding::JobDefault)));
+        assert!(
+            discover_with("other.example", None, &unbound, RegistryEnv::OnlyWhenBound)
+                .unwrap()
+                .is_none()
+        );
+        let (c, _) = discover("dst.example", None, &unbound).unwrap().unwrap();
+        assert_eq!(c.username, "cfg", "a host-specific entry wins over unbound REGISTRY_USER");
+        assert!(
+            registry_env_not_for("x.example", &unbound, RegistryEnv::OnlyWhenBound)
+                .unwrap()
+                .contains("the job's default registry only")
+        );
     }
 
     #[test]

@@ -2,23 +2,40 @@
 //!
 //! Order: explicit flags; for Docker Hub `DOCKERHUB_USERNAME` /
 //! `DOCKERHUB_TOKEN`; then the kit's discovery (`REGISTRY_USER` /
-//! `REGISTRY_PASSWORD`, `CI_REGISTRY_*` for `$CI_REGISTRY`, docker
-//! `config.json`).
+//! `REGISTRY_PASSWORD` for the host they are bound to, `CI_REGISTRY_*` for
+//! `$CI_REGISTRY`, docker `config.json`, then unbound `REGISTRY_USER` for
+//! the job's default registry only; see `kit::credentials`).
 
-use kit::JobResult;
-use kit::credentials::{Credentials, discover};
+use kit::credentials::{Credentials, discover_with, registry_env_not_for};
 use kit::env::Env;
 use kit::secret::Secret;
 
-/// Finds credentials for `registry` (normalized, e.g. `docker.io`) and
-/// logs where they came from (never the values). `Ok(None)` is anonymous.
-/// `label` names the side in the log (`source`, `destination`).
+pub use kit::credentials::RegistryEnv;
+
+use crate::error::Result;
+
+/// Finds credentials for `registry` (normalized, e.g. `docker.io`), the
+/// job's default registry, and logs where they came from (never the
+/// values). `Ok(None)` is anonymous. `label` names the side in the log
+/// (`source`, `destination`).
 pub fn credentials_for(
     label: &str,
     registry: &str,
     explicit: Option<Credentials>,
     env: &dyn Env,
-) -> JobResult<Option<Credentials>> {
+) -> Result<Option<Credentials>> {
+    credentials_for_with(label, registry, explicit, env, RegistryEnv::DefaultRegistry)
+}
+
+/// [`credentials_for`] for a registry that may not be the job's default
+/// one (promote-image's destination: [`RegistryEnv::OnlyWhenBound`]).
+pub fn credentials_for_with(
+    label: &str,
+    registry: &str,
+    explicit: Option<Credentials>,
+    env: &dyn Env,
+    role: RegistryEnv,
+) -> Result<Option<Credentials>> {
     if explicit.is_none() && registry == kit::reference::DOCKER_HUB {
         let hub = Credentials::from_pair(
             env.var("DOCKERHUB_USERNAME").as_deref(),
@@ -34,16 +51,23 @@ pub fn credentials_for(
             return Ok(Some(c));
         }
     }
-    match discover(registry, explicit, env)? {
+    let note = registry_env_not_for(registry, env, role)
+        .map(|n| format!("; {n}"))
+        .unwrap_or_default();
+    match discover_with(registry, explicit, env, role)? {
         Some((c, source)) => {
+            let note = match source {
+                kit::credentials::CredentialSource::RegistryEnv(_) => String::new(),
+                _ => note,
+            };
             kit::joblog::info(format!(
-                "{label} {registry}: user {} from {source}",
+                "{label} {registry}: user {} from {source}{note}",
                 c.username
             ));
             Ok(Some(c))
         }
         None => {
-            kit::joblog::info(format!("{label} {registry}: anonymous"));
+            kit::joblog::info(format!("{label} {registry}: anonymous{note}"));
             Ok(None)
         }
     }
@@ -83,7 +107,7 @@ mod tests {
         // Half a pair is a usage error naming the missing variable.
         let env = MapEnv::new([("DOCKERHUB_USERNAME", "hubuser")]);
         let e = credentials_for("destination", "docker.io", None, &env).unwrap_err();
-        assert_eq!(e.kind, kit::ExitKind::Usage);
-        assert!(e.message.contains("DOCKERHUB_TOKEN"));
+        assert_eq!(e.exit_kind(), kit::ExitKind::Usage);
+        assert!(e.to_string().contains("DOCKERHUB_TOKEN"));
     }
 }

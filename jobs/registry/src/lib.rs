@@ -1,20 +1,19 @@
 //! The registry client promote-image and sign-image share.
 //!
-//! It speaks the OCI distribution API over the kit's reqwest client and
-//! covers what oci-client 0.18 lacks (see README.md for the source lines):
+//! It speaks the OCI distribution API over reqwest with the kit's CA
+//! bundles and covers what oci-client 0.18 lacks (see README.md):
 //!
-//! - **Retries**: every request goes through `kit::http::send_with_retry`
-//!   (connect errors, resets, 429 honouring `Retry-After`, 502/503/504, with
-//!   backoff and jitter); a streamed blob upload is retried whole.
-//! - **Auth errors with their cause**: a failed token exchange is an exit-3
-//!   error naming the realm, scope, status and the server's reason.
-//! - **Independent credentials**: each [`Registry`] has its own credentials
-//!   and token cache, so SRC and DST never share a login.
-//! - **Exact manifest bytes**: [`Registry::push_manifest`] sends the bytes
-//!   whose digest was computed and checks the registry's digest matches.
-//! - **Streaming, mount, HEAD**: [`Registry::copy_blob`] streams GET → PUT
-//!   (memory does not grow with the blob), mounts across repositories of the
-//!   same registry and skips blobs already present.
+//! - [`transport`]: every request through `kit::http::send_with_retry`
+//!   (connect errors, resets, 429 honouring `Retry-After`, 502/503/504,
+//!   backoff and jitter); credentials only to the registry's own origin;
+//!   no HTTPS → HTTP downgrade anywhere.
+//! - [`auth`]: Basic and the Bearer token flow, the token realm rule, a
+//!   failed exchange as an error naming the realm, scope, status and reason.
+//! - [`blobs`]: HEAD, GET, upload, mount, streamed copy (memory does not
+//!   grow with the blob).
+//! - [`manifests`]: resolve, exact bytes in and out, tags.
+//! - [`error`]: [`Error`], one exit code per cause.
+//! - [`creds`]: which credentials each registry gets.
 //!
 //! oci-client supplies the manifest models ([`manifest::Contents`] parses
 //! with its `OciImageIndex` / `OciImageManifest`) and media types.
@@ -35,10 +34,17 @@
 //! ```
 
 pub mod auth;
+pub mod blobs;
 pub mod client;
 pub mod creds;
+pub mod error;
 pub mod manifest;
+pub mod manifests;
+pub mod transport;
 
-pub use client::{BlobCopy, ClientOptions, Registry, Resolved, Stats, display_ref, reference_of};
-pub use creds::credentials_for;
+pub use blobs::BlobCopy;
+pub use client::{ClientOptions, Registry, Stats};
+pub use creds::{RegistryEnv, credentials_for, credentials_for_with};
+pub use error::Error;
 pub use manifest::{Contents, Descriptor, IndexEntry, Manifest, sha256};
+pub use manifests::{Resolved, display_ref, reference_of};

@@ -7,8 +7,9 @@
 //! pushed elsewhere.
 
 use kit::reference::Digest;
-use kit::{JobError, JobResult};
 use oci_client::manifest::{OciImageIndex, OciImageManifest};
+
+use crate::error::{Error, Result};
 use sha2::{Digest as _, Sha256};
 
 pub use oci_client::manifest::{
@@ -25,11 +26,7 @@ pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 
 /// The sha256 digest of some bytes.
 pub fn sha256(bytes: &[u8]) -> Digest {
-    let hex: String = Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Digest::sha256_hex(hex).expect("64 lowercase hex characters")
+    Digest::sha256_hex(hex::encode(Sha256::digest(bytes))).expect("64 lowercase hex characters")
 }
 
 /// A manifest exactly as stored: its bytes, media type and digest.
@@ -51,7 +48,7 @@ impl Manifest {
     }
 
     /// Parses what this manifest references.
-    pub fn contents(&self) -> JobResult<Contents> {
+    pub fn contents(&self) -> Result<Contents> {
         Contents::parse(&self.media_type, &self.bytes)
     }
 }
@@ -90,23 +87,31 @@ pub enum Contents {
 impl Contents {
     /// Parses by media type, falling back to the JSON's shape when the
     /// registry sent a generic type.
-    pub fn parse(media_type: &str, bytes: &[u8]) -> JobResult<Contents> {
+    pub fn parse(media_type: &str, bytes: &[u8]) -> Result<Contents> {
+        /// What decides how to read the rest.
+        #[derive(serde::Deserialize)]
+        struct Probe {
+            #[serde(rename = "schemaVersion")]
+            schema_version: Option<i64>,
+            manifests: Option<serde::de::IgnoredAny>,
+        }
         let bad = |e: &dyn std::fmt::Display| {
-            JobError::remote(format!("manifest ({media_type}) cannot be parsed: {e}"))
+            Error::Manifest(format!("manifest ({media_type}) cannot be parsed: {e}"))
         };
-        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(&e))?;
+        let probe: Probe = serde_json::from_slice(bytes).map_err(|e| bad(&e))?;
         let is_index = match media_type {
             OCI_INDEX | DOCKER_MANIFEST_LIST => true,
             OCI_MANIFEST | DOCKER_MANIFEST => false,
-            _ => value.get("manifests").is_some(),
+            _ => probe.manifests.is_some(),
         };
-        if value.get("schemaVersion").and_then(|v| v.as_i64()) == Some(1) {
-            return Err(JobError::remote(
-                "manifest is Docker schema 1, which registries no longer accept; rebuild the image",
+        if probe.schema_version == Some(1) {
+            return Err(Error::Manifest(
+                "manifest is Docker schema 1, which registries no longer accept; rebuild the image"
+                    .into(),
             ));
         }
         if is_index {
-            let index: OciImageIndex = serde_json::from_value(value).map_err(|e| bad(&e))?;
+            let index: OciImageIndex = serde_json::from_slice(bytes).map_err(|e| bad(&e))?;
             let entries = index
                 .manifests
                 .into_iter()
@@ -130,27 +135,27 @@ impl Contents {
                         attestation,
                     })
                 })
-                .collect::<JobResult<Vec<_>>>()?;
+                .collect::<Result<Vec<_>>>()?;
             Ok(Contents::Index(entries))
         } else {
-            let m: OciImageManifest = serde_json::from_value(value).map_err(|e| bad(&e))?;
+            let m: OciImageManifest = serde_json::from_slice(bytes).map_err(|e| bad(&e))?;
             let config = descriptor(m.config.media_type, &m.config.digest, m.config.size)?;
             let layers = m
                 .layers
                 .into_iter()
                 .map(|l| descriptor(l.media_type, &l.digest, l.size))
-                .collect::<JobResult<Vec<_>>>()?;
+                .collect::<Result<Vec<_>>>()?;
             Ok(Contents::Image { config, layers })
         }
     }
 }
 
-fn descriptor(media_type: String, digest: &str, size: i64) -> JobResult<Descriptor> {
+fn descriptor(media_type: String, digest: &str, size: i64) -> Result<Descriptor> {
     let digest: Digest = digest
         .parse()
-        .map_err(|e| JobError::remote(format!("manifest references an invalid digest: {e}")))?;
+        .map_err(|e| Error::Manifest(format!("manifest references an invalid digest: {e}")))?;
     let size = u64::try_from(size)
-        .map_err(|_| JobError::remote(format!("manifest gives {digest} a negative size")))?;
+        .map_err(|_| Error::Manifest(format!("manifest gives {digest} a negative size")))?;
     Ok(Descriptor {
         media_type,
         digest,
@@ -223,8 +228,9 @@ mod tests {
         assert_eq!(config.digest.to_string(), D1);
         assert_eq!(layers[0].size, 5);
         let e = Contents::parse(OCI_MANIFEST, b"{not json").unwrap_err();
-        assert!(e.message.contains("cannot be parsed"));
+        assert!(e.to_string().contains("cannot be parsed"), "{e}");
+        assert_eq!(e.exit_kind(), kit::ExitKind::Remote);
         let e = Contents::parse(OCI_MANIFEST, br#"{"schemaVersion":1}"#).unwrap_err();
-        assert!(e.message.contains("schema 1"));
+        assert!(e.to_string().contains("schema 1"));
     }
 }

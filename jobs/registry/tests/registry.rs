@@ -31,6 +31,11 @@ fn client(host: &str, creds: Option<Credentials>) -> Registry {
     Registry::new(host, creds, &opts(&[host]), &MapEnv::default()).unwrap()
 }
 
+/// The one-line cause a job would print: the error and its sources.
+fn cause(e: &registry::Error) -> String {
+    kit::job::cause_line(e)
+}
+
 fn small() -> ImageSpec {
     ImageSpec {
         layer_sizes: vec![3000, 70_000],
@@ -70,11 +75,11 @@ async fn reads_index_manifests_and_blobs_from_a_real_registry() {
     // Missing things: None from manifest(), exit 3 from resolve().
     assert!(c.manifest("team/app", "nope").await.unwrap().is_none());
     let e = c.resolve("team/app", "nope").await.unwrap_err();
-    assert_eq!(e.kind, ExitKind::Remote);
+    assert_eq!(e.exit_kind(), ExitKind::Remote);
     assert!(
-        e.message.contains("team/app:nope not found"),
+        cause(&e).contains("team/app:nope not found"),
         "{}",
-        e.message
+        cause(&e)
     );
 }
 
@@ -179,11 +184,11 @@ async fn basic_auth_errors_name_the_user_and_hide_the_password() {
     let reg = TestRegistry::start_with_htpasswd("dave", "right-password");
     let anon = client(&reg.host(), None);
     let e = anon.resolve("a/b", "1").await.unwrap_err();
-    assert_eq!(e.kind, ExitKind::Remote);
+    assert_eq!(e.exit_kind(), ExitKind::Remote);
     assert!(
-        e.message.contains("requires a login and no credentials"),
+        cause(&e).contains("requires a login and no credentials"),
         "{}",
-        e.message
+        cause(&e)
     );
     let wrong = client(
         &reg.host(),
@@ -191,12 +196,11 @@ async fn basic_auth_errors_name_the_user_and_hide_the_password() {
     );
     let e = wrong.resolve("a/b", "1").await.unwrap_err();
     assert!(
-        e.message
-            .contains("rejected the username/password of user \"dave\""),
+        cause(&e).contains("rejected the username/password of user \"dave\""),
         "{}",
-        e.message
+        cause(&e)
     );
-    assert!(!e.message.contains("wrong-password"));
+    assert!(!cause(&e).contains("wrong-password"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,21 +238,20 @@ async fn bearer_flow_scopes_refresh_and_token_errors() {
     // Wrong password: the token exchange error is surfaced with its cause.
     let bad = client(&gw.host(), Some(Credentials::new("erin", "not-the-token")));
     let e = bad.resolve("team/app", "1.0").await.unwrap_err();
-    assert_eq!(e.kind, ExitKind::Remote);
+    assert_eq!(e.exit_kind(), ExitKind::Remote);
     assert!(
-        e.message.contains("token exchange with http://"),
+        cause(&e).contains("token exchange with http://"),
         "{}",
-        e.message
+        cause(&e)
     );
     assert!(
-        e.message
-            .contains("401 Unauthorized: incorrect username or password")
-            || e.message.contains("401"),
+        cause(&e).contains("401 Unauthorized: incorrect username or password")
+            || cause(&e).contains("401"),
         "{}",
-        e.message
+        cause(&e)
     );
-    assert!(e.message.contains("erin"), "{}", e.message);
-    assert!(!e.message.contains("not-the-token"));
+    assert!(cause(&e).contains("erin"), "{}", cause(&e));
+    assert!(!cause(&e).contains("not-the-token"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -338,8 +341,8 @@ async fn faults_are_retried_within_a_bound() {
         .times(10),
     );
     let e = c.resolve("team/app", "1.0").await.unwrap_err();
-    assert_eq!(e.kind, ExitKind::Remote);
-    assert!(e.message.contains("503"), "{}", e.message);
+    assert_eq!(e.exit_kind(), ExitKind::Remote);
+    assert!(cause(&e).contains("503"), "{}", cause(&e));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -361,15 +364,15 @@ async fn a_stalled_connection_times_out_and_is_retried() {
     );
     assert_eq!(gw.requests().len(), 2, "one stalled try, one answered");
 
-    // Stalled every time: exit 3 saying it timed out.
+    // Stalled every time: exit 4 (a timeout anywhere is exit 4), saying so.
     gw.inject(
         FaultRule::new(Fault::Stall)
             .path_contains("/manifests/")
             .times(10),
     );
     let e = c.resolve("team/app", "1.0").await.unwrap_err();
-    assert_eq!(e.kind, ExitKind::Remote);
-    assert!(e.message.contains("timed out"), "{}", e.message);
+    assert_eq!(e.exit_kind(), ExitKind::Timeout);
+    assert!(cause(&e).contains("timed out"), "{}", cause(&e));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -380,11 +383,11 @@ async fn unreachable_registry_is_exit_3_with_cause() {
     o.retry.attempts = 2;
     let c = Registry::new(&host, None, &o, &MapEnv::default()).unwrap();
     let e = c.resolve("a/b", "1").await.unwrap_err();
-    assert_eq!(e.kind, ExitKind::Remote);
+    assert_eq!(e.exit_kind(), ExitKind::Remote);
     assert!(
-        e.message.contains("resolving") && e.message.to_lowercase().contains("connect"),
+        cause(&e).contains("resolving") && cause(&e).to_lowercase().contains("connect"),
         "{}",
-        e.message
+        cause(&e)
     );
 }
 
@@ -480,8 +483,8 @@ async fn clients_of_one_registry_keep_their_own_credentials() {
         let bad = client(&host, Some(Credentials::new("gina", "wrong-pw-2")));
         let good = client(&host, Some(Credentials::new("gina", "right-pw-1")));
         let e = bad.resolve("team/app", "1.0").await.unwrap_err();
-        assert_eq!(e.kind, ExitKind::Remote, "{}", e.message);
-        assert!(!e.message.contains("wrong-pw-2"), "{}", e.message);
+        assert_eq!(e.exit_kind(), ExitKind::Remote, "{}", cause(&e));
+        assert!(!cause(&e).contains("wrong-pw-2"), "{}", cause(&e));
         good.resolve("team/app", "1.0").await.unwrap();
         assert!(bad.resolve("team/app", "1.0").await.is_err(), "{host}");
         good.resolve("team/app", "1.0").await.unwrap();

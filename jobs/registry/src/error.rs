@@ -1,0 +1,152 @@
+//! What can go wrong talking to a registry, each mapped to one exit code in
+//! [`Error::exit_kind`] (the one place).
+
+use kit::ExitKind;
+use kit::api::ApiError;
+
+/// A registry operation that failed. `Display` is the operation and what
+/// went wrong; the source chain (an [`ApiError`] with the status, URL and the
+/// registry's own message) is kept for the log line.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The registry answered with an error status, sent an answer we cannot
+    /// use, or could not be reached (after retries). A timeout is exit 4.
+    #[error("{what}{hint}")]
+    Api {
+        what: String,
+        /// What the status usually means (` (not found)`), or empty.
+        hint: String,
+        #[source]
+        source: ApiError,
+    },
+    /// The manifest (tag or digest) does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The registry refused our login or wants one we do not have.
+    #[error("{what}: {reason}")]
+    Auth { what: String, reason: String },
+    /// The token endpoint refused the exchange.
+    #[error("{what}: token exchange with {realm} for {scope} failed{hint}")]
+    Token {
+        what: String,
+        realm: String,
+        scope: String,
+        hint: String,
+        #[source]
+        source: ApiError,
+    },
+    /// Credentials would have gone to an origin the rule does not allow
+    /// (README: "Where credentials go").
+    #[error("{what}: {reason}; the credentials were not sent")]
+    CredentialOrigin { what: String, reason: String },
+    /// An HTTPS registry pointed at a plain-HTTP URL (token realm, upload
+    /// `Location`, `Link` next page, redirect).
+    #[error("{what}: refusing the {kind} {to} from HTTPS registry {registry}: it is plain HTTP")]
+    Downgrade {
+        what: String,
+        kind: &'static str,
+        to: String,
+        registry: String,
+    },
+    /// Bytes whose digest is not the one asked for or announced.
+    #[error("{what}: {detail}")]
+    Digest { what: String, detail: String },
+    /// A manifest that cannot be read (not JSON, schema 1, bad descriptor).
+    #[error("{0}")]
+    Manifest(String),
+    /// Input the caller gave that cannot be used (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// Credentials discovery and client setup (the kit's own errors).
+    #[error(transparent)]
+    Kit(#[from] kit::JobError),
+    /// Where the error happened, added by a caller ([`Error::context`]).
+    #[error("{what}")]
+    Context {
+        what: String,
+        #[source]
+        source: Box<Error>,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An answer we cannot use (no upload `Location`, a `Location` that is
+    /// not a URL, a `Link` loop): exit 3, "unexpected answer from registry at …".
+    pub fn unexpected(what: &str, url: &impl std::fmt::Display, reason: &str) -> Error {
+        Error::Api {
+            what: what.to_string(),
+            hint: String::new(),
+            source: ApiError::unexpected(crate::transport::SERVICE, &url.to_string(), reason),
+        }
+    }
+
+    /// Prefixes where it happened (`resolving tag x: …`), keeping the exit code.
+    pub fn context(self, what: impl std::fmt::Display) -> Error {
+        Error::Context {
+            what: what.to_string(),
+            source: Box::new(self),
+        }
+    }
+
+    /// The HTTP status the registry answered, if that is what failed.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Api { source, .. } | Error::Token { source, .. } => source.status(),
+            Error::Context { source, .. } => source.status(),
+            _ => None,
+        }
+    }
+
+    /// The exit code this error means.
+    pub fn exit_kind(&self) -> ExitKind {
+        match self {
+            Error::Api { source, .. } | Error::Token { source, .. } => {
+                kit::job::Failure::exit_kind(source)
+            }
+            Error::NotFound(_)
+            | Error::Auth { .. }
+            | Error::CredentialOrigin { .. }
+            | Error::Downgrade { .. }
+            | Error::Digest { .. }
+            | Error::Manifest(_) => ExitKind::Remote,
+            Error::Usage(_) => ExitKind::Usage,
+            Error::Kit(e) => e.kind,
+            Error::Context { source, .. } => source.exit_kind(),
+        }
+    }
+}
+
+impl kit::job::Failure for Error {
+    fn exit_kind(&self) -> ExitKind {
+        Error::exit_kind(self)
+    }
+}
+
+/// For jobs still returning `kit::JobResult`: the exit code and the whole
+/// cause chain on one line.
+impl From<Error> for kit::JobError {
+    fn from(e: Error) -> Self {
+        kit::JobError::new(e.exit_kind(), kit::job::cause_line(&e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_keeps_the_exit_code_and_the_chain() {
+        let e = Error::NotFound("r/a:1".into()).context("resolving tag r/a:1 to a digest");
+        assert_eq!(e.exit_kind(), ExitKind::Remote);
+        let j: kit::JobError = e.into();
+        assert_eq!(j.kind, ExitKind::Remote);
+        assert_eq!(
+            j.message,
+            "resolving tag r/a:1 to a digest: r/a:1 not found"
+        );
+        let u: kit::JobError = Error::Usage("bad".into()).into();
+        assert_eq!(u.kind, ExitKind::Usage);
+    }
+}
