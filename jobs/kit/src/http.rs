@@ -355,7 +355,10 @@ mod tests {
     #[tokio::test]
     async fn retry_after_as_a_past_http_date_retries_at_once() {
         let past = httpdate::fmt_http_date(std::time::SystemTime::now() - Duration::from_secs(30));
-        let e503 = reply("503 Service Unavailable", &format!("retry-after: {past}\r\n"));
+        let e503 = reply(
+            "503 Service Unavailable",
+            &format!("retry-after: {past}\r\n"),
+        );
         let (url, seen) = serve(vec![e503, OK.into()]).await;
         let c = http();
         let r = send_with_retry(&fast(), || c.get(&url)).await.unwrap();
@@ -448,7 +451,12 @@ mod tests {
         // alone show the growth (a constant backoff would stay under 200 ms).
         for (n, gap) in gaps.iter().enumerate() {
             let d = Duration::from_millis(200 << n);
-            within(&format!("retry {n}"), *gap, d / 2, d + Duration::from_secs(1));
+            within(
+                &format!("retry {n}"),
+                *gap,
+                d / 2,
+                d + Duration::from_secs(1),
+            );
         }
     }
 
@@ -478,8 +486,15 @@ mod tests {
         assert!(e.is_timeout(), "{e:?}");
         assert_eq!(seen.count(), 3);
         // Three timeouts of 200 ms each, at least.
-        assert!(t.elapsed() >= Duration::from_millis(600), "{:?}", t.elapsed());
-        assert_eq!(remote_error("reaching registry", &e).kind, ExitKind::Timeout);
+        assert!(
+            t.elapsed() >= Duration::from_millis(600),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(
+            remote_error("reaching registry", &e).kind,
+            ExitKind::Timeout
+        );
         let api = ApiError::transport("registry", &url, &e);
         assert_eq!(api.exit_kind().code(), 4);
     }
@@ -510,7 +525,11 @@ mod tests {
         assert!(e.is_connect(), "{e:?}");
         assert_eq!(tries.into_inner(), 4);
         // Three backoffs of at least 50, 100 and 200 ms.
-        assert!(t.elapsed() >= Duration::from_millis(350), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() >= Duration::from_millis(350),
+            "{:?}",
+            t.elapsed()
+        );
         let err = remote_error("reaching registry", &e);
         assert_eq!(err.kind, ExitKind::Remote);
         assert!(err.message.contains("reaching registry"), "{}", err.message);

@@ -448,10 +448,7 @@ async fn accept_loop<F, Fut>(
     // Stop accepting; let requests in flight finish (keep-alive connections
     // close after their current answer), for a while.
     drop(listener);
-    let _ = tokio::time::timeout(GRACE, async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await;
+    let _ = tokio::time::timeout(GRACE, async { while conns.join_next().await.is_some() {} }).await;
 }
 
 async fn serve_conn<S, Svc>(io: S, svc: Svc, mut stop: tokio::sync::watch::Receiver<bool>)

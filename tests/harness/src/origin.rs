@@ -197,11 +197,7 @@ mod tests {
                 rb = rb.header(*k, *v);
             }
             let r = rb.send().await.unwrap();
-            let h = |n: &str| {
-                r.headers()
-                    .get(n)
-                    .map(|v| v.to_str().unwrap().to_string())
-            };
+            let h = |n: &str| r.headers().get(n).map(|v| v.to_str().unwrap().to_string());
             (r.status().as_u16(), h("location"), h("www-authenticate"))
         })
     }
@@ -211,9 +207,7 @@ mod tests {
         let other = RecordingOrigin::start();
         other
             .then(Response::redirect(302, "http://127.0.0.1:9/next"))
-            .always(
-                Response::new(401, "").with_header("WWW-Authenticate", "Bearer realm=\"r\""),
-            );
+            .always(Response::new(401, "").with_header("WWW-Authenticate", "Bearer realm=\"r\""));
         other.assert_untouched();
         let first = get(&other.url("/v2/a/blobs/x?y=1"), &[("Accept", "*/*")]);
         assert_eq!(

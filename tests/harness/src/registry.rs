@@ -712,8 +712,7 @@ impl Gateway {
             options,
             client,
         });
-        let http =
-            HttpServer::start_async_on(listener, None, move |req| handle(ctx.clone(), req));
+        let http = HttpServer::start_async_on(listener, None, move |req| handle(ctx.clone(), req));
         Gateway { host, state, http }
     }
 

@@ -99,10 +99,9 @@ impl TestCa {
     /// the rest DNS SANs; the first is the common name), signed by this CA,
     /// and its new key. The chain holds the leaf only, like most servers.
     pub fn issue(&self, names: &[&str]) -> TlsIdentity {
-        let mut params = CertificateParams::new(
-            names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-        )
-        .expect("subject alternative names");
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("subject alternative names");
         params.distinguished_name = dn(names.first().copied().unwrap_or("localhost"));
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];

@@ -85,7 +85,10 @@ fn git_server_serves_clone_and_a_chunked_push_and_refuses_bad_credentials() {
             .iter()
             .any(|r| r.header("transfer-encoding") == Some("chunked") && r.body.len() > 1 << 20),
         "{:?}",
-        pushes.iter().map(|r| (r.header("transfer-encoding"), r.body.len())).collect::<Vec<_>>()
+        pushes
+            .iter()
+            .map(|r| (r.header("transfer-encoding"), r.body.len()))
+            .collect::<Vec<_>>()
     );
 
     let before = srv.auth_failures.load(Ordering::SeqCst);
@@ -134,7 +137,12 @@ fn gitlab_simulator_answers_head_get_and_post_and_logs_them() {
     block_on(async {
         let c = reqwest::Client::builder().no_proxy().build().unwrap();
         let file = format!("{api}/projects/group%2Fconfig/repository/files/app.yaml?ref=main");
-        let r = c.head(&file).header("PRIVATE-TOKEN", TOKEN).send().await.unwrap();
+        let r = c
+            .head(&file)
+            .header("PRIVATE-TOKEN", TOKEN)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         assert!(r.headers().contains_key("x-gitlab-last-commit-id"));
         let r = c.get(&file).send().await.unwrap();
@@ -150,7 +158,10 @@ fn gitlab_simulator_answers_head_get_and_post_and_logs_them() {
         assert_eq!(r.status(), 201);
     });
     let repo = sim.repo.lock().unwrap();
-    assert_eq!(repo.file("main", "app.yaml").as_deref(), Some("image: a:2\n"));
+    assert_eq!(
+        repo.file("main", "app.yaml").as_deref(),
+        Some("image: a:2\n")
+    );
     let methods: Vec<String> = sim.received().into_iter().map(|r| r.method).collect();
     assert_eq!(methods, ["HEAD", "GET", "POST"]);
 }
@@ -175,7 +186,12 @@ fn gateway_injects_faults_and_counts_what_it_forwards() {
         let r = c.get(&url).send().await.unwrap();
         assert_eq!(r.status(), 429);
         assert_eq!(r.headers()["retry-after"], "1");
-        let r = c.get(&url).header("Authorization", "Basic eA==").send().await.unwrap();
+        let r = c
+            .get(&url)
+            .header("Authorization", "Basic eA==")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["x-path"], "/v2/a/blobs/sha256:00");
         assert_eq!(r.bytes().await.unwrap().len(), 1000);
