@@ -14,7 +14,10 @@
 //! - `GET  /api/v1/applications?selector=&projects=&appNamespace=` → list
 //! - `GET  /api/v1/applications/{name}?refresh=normal|hard` → blocks until
 //!   the controller has reconciled the app, like Argo CD's server does
-//! - `POST /api/v1/applications/{name}/sync` (`applicationApplicationSyncRequest`)
+//! - `POST /api/v1/applications/{name}/sync` (`applicationApplicationSyncRequest`;
+//!   a body with a field of the wrong type is refused as Argo CD refuses it,
+//!   and one with a field the spec does not declare is refused too, where
+//!   Argo CD would drop it silently: see [`sync_request_problem`])
 //! - `GET  /api/v1/stream/applications?name=&selector=` → newline-delimited
 //!   `{"result":{"type":…,"application":…}}`, or server-sent events
 //!   (`data: …\n\n`) when the client accepts `text/event-stream`
@@ -25,8 +28,10 @@
 //! "Cannot sync to …: auto-sync currently set to …"), 503/14 Unavailable.
 //!
 //! Scenarios are knobs of [`SimApp`] (`auto_sync`, `head_visible_after`,
-//! `sync_duration`, `progressing_for`, `outcome`, `busy_for`,
-//! `previous_operation_failed`, `forbidden`) and [`SimConfig`]
+//! `sync_duration`, `progressing_for`, `outcome` — Healthy, Degraded,
+//! Suspended, Missing, Unknown, stuck Progressing, sync Failed or Error —,
+//! `busy_for`, `previous_operation_failed`, `forbidden`, `multi_source`,
+//! `malformed`) and [`SimConfig`]
 //! (`unavailable_first`, `stream`, `refresh_delay`, `ndjson_only`, `tls`,
 //! `users`). [`ArgoSim::push`] lands a real commit SHA (e.g. the one
 //! bump-manifest pushed) during a test. What the tests assert on:
@@ -69,6 +74,14 @@ pub enum Outcome {
     SyncFailed,
     /// The sync operation ends `Error`.
     SyncError,
+    /// Health goes Progressing, then `Suspended` ("Deployment is paused",
+    /// as for a paused rollout) and stays so.
+    Suspended,
+    /// Health goes Progressing, then `Missing`: the Deployment is gone from
+    /// the cluster after the apply, so the app is OutOfSync and Missing.
+    Missing,
+    /// Health goes Progressing, then `Unknown` (the health check failed).
+    Unknown,
 }
 
 /// How the watch stream behaves.
@@ -121,7 +134,26 @@ pub struct SimApp {
     pub previous_operation_failed: bool,
     /// GET/sync/stream answer 403 PermissionDenied for this app.
     pub forbidden: bool,
+    /// `spec.sources` instead of `spec.source`: the config repo (as above)
+    /// and a Helm chart ([`MULTI_SOURCE_CHART`] at
+    /// [`MULTI_SOURCE_CHART_VERSION`]); `status.sync.revisions`,
+    /// `syncResult.revisions` and the history carry one revision per
+    /// source. A sync request with `revision` is refused (InvalidArgument):
+    /// multi-source apps take `revisions` with `sourcePositions`.
+    pub multi_source: bool,
+    /// Every Application JSON of this app the API sends (GET, list, sync,
+    /// stream) has `status.sync` as a string instead of an object, as a
+    /// broken proxy or an incompatible server would: a client must refuse
+    /// it, not read defaults.
+    pub malformed: bool,
 }
+
+/// The Helm chart source of a [`SimApp::multi_source`] app.
+pub const MULTI_SOURCE_CHART: &str = "sensor-base";
+/// Its version (`targetRevision`, and its revision in `revisions`).
+pub const MULTI_SOURCE_CHART_VERSION: &str = "1.4.2";
+/// Its repository.
+pub const MULTI_SOURCE_CHART_REPO: &str = "https://charts.example.com/iot";
 
 impl SimApp {
     /// A plain app: manual sync, becomes Healthy 500 ms after a sync.
@@ -149,6 +181,8 @@ impl SimApp {
             busy_for: None,
             previous_operation_failed: false,
             forbidden: false,
+            multi_source: false,
+            malformed: false,
         }
     }
 
@@ -885,6 +919,21 @@ impl State {
                     "Degraded",
                     Some("Deployment \"sensor\" exceeded its progress deadline".into()),
                 ),
+                Outcome::Suspended => self.set_health(
+                    name,
+                    "Suspended",
+                    Some("Deployment is paused".into()),
+                ),
+                Outcome::Missing => {
+                    self.set_health(name, "Missing", None);
+                    let rev = a.compared_revision.clone();
+                    self.set_sync(name, "OutOfSync", &rev);
+                }
+                Outcome::Unknown => self.set_health(
+                    name,
+                    "Unknown",
+                    Some("failed to get resource health for \"Deployment\" with name \"sensor\": the server is currently unable to handle the request".into()),
+                ),
                 _ => self.set_health(name, "Healthy", None),
             },
             Event::BusyFinish => {
@@ -1083,7 +1132,125 @@ impl AppState {
         if let Some(op) = &self.operation {
             app["operation"] = op.clone();
         }
+        if c.multi_source {
+            to_multi_source(&mut app);
+        }
+        if c.malformed {
+            // `v1alpha1SyncStatus` is an object; a string is what a broken
+            // proxy or an incompatible server might send.
+            app["status"]["sync"] = json!(self.sync_status);
+        }
         app
+    }
+}
+
+/// Rewrites a single-source Application as the same app with two sources:
+/// the config repo, then the Helm chart. Every `source`/`revision` pair the
+/// spec has a plural for becomes `sources`/`revisions`, one per source.
+fn to_multi_source(app: &mut Value) {
+    let chart = json!({
+        "repoURL": MULTI_SOURCE_CHART_REPO,
+        "chart": MULTI_SOURCE_CHART,
+        "targetRevision": MULTI_SOURCE_CHART_VERSION,
+    });
+    let pluralize = |v: &mut Value| {
+        let Some(o) = v.as_object_mut() else { return };
+        if let Some(s) = o.remove("source") {
+            o.insert("sources".into(), json!([s, chart.clone()]));
+        }
+        if let Some(r) = o.remove("revision") {
+            o.insert("revisions".into(), json!([r, MULTI_SOURCE_CHART_VERSION]));
+        }
+    };
+    pluralize(&mut app["spec"]);
+    pluralize(&mut app["status"]["sync"]);
+    pluralize(&mut app["status"]["sync"]["comparedTo"]);
+    if let Some(h) = app["status"]["history"].as_array_mut() {
+        h.iter_mut().for_each(pluralize);
+    }
+    if app["status"].get("operationState").is_some() {
+        pluralize(&mut app["status"]["operationState"]["operation"]["sync"]);
+        if app["status"]["operationState"].get("syncResult").is_some() {
+            pluralize(&mut app["status"]["operationState"]["syncResult"]);
+        }
+    }
+    if app.get("operation").is_some() {
+        pluralize(&mut app["operation"]["sync"]);
+    }
+}
+
+/// The fields of `applicationApplicationSyncRequest` and their JSON types,
+/// as Argo CD's swagger spec declares them (a test checks this list against
+/// the spec).
+pub const SYNC_REQUEST_FIELDS: [(&str, &str); 14] = [
+    ("appNamespace", "string"),
+    ("dryRun", "boolean"),
+    ("infos", "array"),
+    ("manifests", "array"),
+    ("name", "string"),
+    ("project", "string"),
+    ("prune", "boolean"),
+    ("resources", "array"),
+    ("retryStrategy", "object"),
+    ("revision", "string"),
+    ("revisions", "array"),
+    ("sourcePositions", "array"),
+    ("strategy", "object"),
+    ("syncOptions", "object"),
+];
+
+/// What is wrong with a sync request body, if anything.
+///
+/// Argo CD's API server decodes request bodies with Go's `encoding/json`
+/// (its grpc-gateway marshaler, `util/grpc/json.go`): a value of the wrong
+/// type is refused (400, InvalidArgument, "json: cannot unmarshal …"), an
+/// unknown field is silently ignored. The simulator refuses unknown fields
+/// too, so that a misspelt field (`revison`) fails a test instead of being
+/// dropped unnoticed as it would be in production.
+pub fn sync_request_problem(body: &[u8]) -> Option<String> {
+    if body.is_empty() {
+        return None;
+    }
+    let v: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return Some(format!("invalid character in the request body: {e}")),
+    };
+    let Some(map) = v.as_object() else {
+        return Some(format!(
+            "json: cannot unmarshal {} into Go value of type application.ApplicationSyncRequest",
+            json_type(&v)
+        ));
+    };
+    for (k, val) in map {
+        let Some((_, want)) = SYNC_REQUEST_FIELDS.iter().find(|(f, _)| f == k) else {
+            return Some(format!(
+                "unknown field {k:?} in applicationApplicationSyncRequest (Argo CD would ignore it silently; the simulator refuses it so the mistake shows)"
+            ));
+        };
+        if !val.is_null() && json_type(val) != *want {
+            return Some(format!(
+                "json: cannot unmarshal {} into Go struct field ApplicationSyncRequest.{k} of type {}",
+                json_type(val),
+                match *want {
+                    "boolean" => "bool",
+                    "array" => "[]",
+                    "object" => "struct",
+                    other => other,
+                }
+            ));
+        }
+    }
+    None
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
     }
 }
 
@@ -1306,7 +1473,10 @@ async fn handle_conn<S: Conn>(sh: Arc<Shared>, mut sock: S) {
     } else if let Some(rest) = req.path.strip_prefix("/api/v1/applications/") {
         match (req.method.as_str(), rest.split_once('/')) {
             ("GET", None) => get_app(&sh, rest, &req).await,
-            ("POST", Some((name, "sync"))) => sync(&sh, name, body.as_ref()),
+            ("POST", Some((name, "sync"))) => match sync_request_problem(&req.body) {
+                Some(problem) => err(3, &problem),
+                None => sync(&sh, name, body.as_ref()),
+            },
             _ => err(5, "Not Found"),
         }
     } else {
@@ -1504,11 +1674,48 @@ fn sync(sh: &Arc<Shared>, name: &str, body: Option<&Value>) -> Reply {
             return e;
         }
         let a = st.apps[name].clone();
-        let requested = body
+        let mut requested = body
             .get("revision")
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
+        let strings = |k: &str| -> Vec<String> {
+            body.get(k)
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .map(|v| match v {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (revisions, positions) = (strings("revisions"), strings("sourcePositions"));
+        if revisions.len() != positions.len() {
+            return err(
+                3,
+                "the number of revisions must match the number of sourcePositions",
+            );
+        }
+        if a.cfg.multi_source {
+            if !requested.is_empty() {
+                return err(
+                    3,
+                    "revision is not used for a multi-source application: give revisions with sourcePositions (the simulator's rule)",
+                );
+            }
+            // Position 1 is the config repo; the chart stays at its version.
+            if let Some(i) = positions.iter().position(|p| p == "1") {
+                requested = revisions[i].clone();
+            }
+        } else if !revisions.is_empty() {
+            return err(
+                3,
+                "revisions and sourcePositions are for multi-source applications",
+            );
+        }
         let target = &a.cfg.target_revision;
         if a.cfg.auto_sync && !requested.is_empty() && requested != *target {
             return err(
@@ -2090,6 +2297,196 @@ mod tests {
         );
         assert!(
             sim.requests_per_minute(sim.started(), Instant::now() + Duration::from_secs(1)) > 0.0
+        );
+    }
+
+    #[test]
+    fn sync_request_fields_are_the_swaggers() {
+        let swagger = crate::schemas::load(crate::schemas::ARGOCD_SWAGGER);
+        let props = swagger["definitions"]["applicationApplicationSyncRequest"]["properties"]
+            .as_object()
+            .unwrap();
+        let mut from_spec: Vec<(String, String)> = props
+            .iter()
+            .map(|(k, v)| {
+                let t = v["type"].as_str().unwrap_or("object").to_string();
+                (k.clone(), t)
+            })
+            .collect();
+        from_spec.sort();
+        let ours: Vec<(String, String)> = SYNC_REQUEST_FIELDS
+            .iter()
+            .map(|(k, t)| (k.to_string(), t.to_string()))
+            .collect();
+        assert_eq!(ours, from_spec);
+    }
+
+    #[test]
+    fn sync_bodies_are_checked_against_the_spec() {
+        let sim = ArgoSim::start(SimConfig::new(TOKEN, vec![SimApp::new("sensor")]));
+        for (body, want) in [
+            (
+                r#"{"name":"sensor","revison":"4e5b2f1"}"#,
+                "unknown field \"revison\" in applicationApplicationSyncRequest",
+            ),
+            (
+                r#"{"name":"sensor","prune":"yes"}"#,
+                "json: cannot unmarshal string into Go struct field ApplicationSyncRequest.prune of type bool",
+            ),
+            (r#"{"name":"sensor","#, "invalid character in the request body"),
+            ("[]", "json: cannot unmarshal array into Go value"),
+        ] {
+            let mut st = std::net::TcpStream::connect(sim.addr()).unwrap();
+            write!(
+                st,
+                "POST /api/v1/applications/sensor/sync HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            let mut text = String::new();
+            st.read_to_string(&mut text).unwrap();
+            assert!(text.starts_with("HTTP/1.1 400"), "{body}: {text}");
+            let answer: Value =
+                serde_json::from_str(text.split_once("\r\n\r\n").unwrap().1).unwrap();
+            assert_eq!(answer["code"], 3, "{answer}");
+            assert!(
+                answer["message"].as_str().unwrap().starts_with(want),
+                "{body}: {answer}"
+            );
+        }
+        assert!(sim.app_json("sensor").unwrap().get("operation").is_none());
+        // Every field of the spec, of the right type, is taken.
+        let (s, b) = authed(
+            &sim,
+            "POST",
+            "/api/v1/applications/sensor/sync",
+            Some(&json!({
+                "name": "sensor", "prune": true, "dryRun": false, "appNamespace": "argocd",
+                "project": "default", "revision": "4e5b2f1c9d8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c",
+                "syncOptions": {"items": ["CreateNamespace=true"]}, "strategy": {"hook": {}},
+                "infos": null,
+            })),
+        );
+        assert_eq!(s, 200, "{b}");
+        let refused = sim
+            .requests()
+            .iter()
+            .filter(|r| r.is_sync() && r.status == 400 && r.code == Some(3))
+            .count();
+        assert_eq!(refused, 4);
+    }
+
+    fn wait_for(sim: &ArgoSim, what: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let a = sim.app_json("sensor").unwrap();
+            if what(&a) {
+                return a;
+            }
+            assert!(Instant::now() < deadline, "{a:#}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn every_health_outcome_and_the_error_phase_can_be_produced() {
+        let swagger = crate::schemas::load(crate::schemas::ARGOCD_SWAGGER);
+        for (outcome, health, sync, message) in [
+            (Outcome::Suspended, "Suspended", "Synced", Some("Deployment is paused")),
+            (Outcome::Missing, "Missing", "OutOfSync", None),
+            (
+                Outcome::Unknown,
+                "Unknown",
+                "Synced",
+                Some("failed to get resource health for \"Deployment\" with name \"sensor\": the server is currently unable to handle the request"),
+            ),
+        ] {
+            let mut app = SimApp::new("sensor");
+            app.outcome = outcome;
+            let sim = ArgoSim::start(SimConfig::new(TOKEN, vec![app]));
+            let (s, _) = authed(
+                &sim,
+                "POST",
+                "/api/v1/applications/sensor/sync",
+                Some(&json!({"revision": "4e5b2f1c9d8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c"})),
+            );
+            assert_eq!(s, 200);
+            let a = wait_for(&sim, |a| a["status"]["health"]["status"] == health);
+            assert_eq!(a["status"]["sync"]["status"], sync, "{outcome:?}");
+            assert_eq!(a["status"]["operationState"]["phase"], "Succeeded");
+            assert_eq!(a["status"]["health"]["message"].as_str(), message);
+            assert_eq!(a["status"]["resources"][2]["health"]["status"], health);
+            assert!(unknown_fields(&swagger, "v1alpha1Application", &a).is_empty());
+        }
+        let mut app = SimApp::new("sensor");
+        app.outcome = Outcome::SyncError;
+        let sim = ArgoSim::start(SimConfig::new(TOKEN, vec![app]));
+        authed(&sim, "POST", "/api/v1/applications/sensor/sync", Some(&json!({})));
+        let a = wait_for(&sim, |a| a["status"]["operationState"]["phase"] == "Error");
+        assert!(a.get("operation").is_none());
+        assert!(
+            a["status"]["operationState"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("kustomize build failed")
+        );
+    }
+
+    #[test]
+    fn a_multi_source_app_follows_the_spec_and_syncs_by_source_position() {
+        let swagger = crate::schemas::load(crate::schemas::ARGOCD_SWAGGER);
+        let new = "4e5b2f1c9d8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c";
+        let mut app = SimApp::new("sensor");
+        app.multi_source = true;
+        let sim = ArgoSim::start(SimConfig::new(TOKEN, vec![app]));
+        let (s, b) = authed(
+            &sim,
+            "POST",
+            "/api/v1/applications/sensor/sync",
+            Some(&json!({"revision": new})),
+        );
+        assert_eq!((s, b["code"].as_u64()), (400, Some(3)), "{b}");
+        let (s, b) = authed(
+            &sim,
+            "POST",
+            "/api/v1/applications/sensor/sync",
+            Some(&json!({"revisions": [new], "sourcePositions": [1], "prune": true})),
+        );
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(b["operation"]["sync"]["revisions"], json!([new, MULTI_SOURCE_CHART_VERSION]));
+        assert!(b["spec"].get("source").is_none());
+        assert_eq!(b["spec"]["sources"][1]["chart"], MULTI_SOURCE_CHART);
+        let a = wait_for(&sim, |a| {
+            a.get("operation").is_none()
+                && a["status"]["operationState"]["phase"] == "Succeeded"
+                && a["status"]["health"]["status"] == "Healthy"
+                && a["status"]["sync"]["status"] == "Synced"
+        });
+        assert_eq!(a["status"]["sync"]["revisions"], json!([new, MULTI_SOURCE_CHART_VERSION]));
+        assert!(a["status"]["sync"].get("revision").is_none());
+        assert_eq!(
+            a["status"]["operationState"]["syncResult"]["revisions"],
+            json!([new, MULTI_SOURCE_CHART_VERSION])
+        );
+        for v in [&b, &a] {
+            let bad = unknown_fields(&swagger, "v1alpha1Application", v);
+            assert!(bad.is_empty(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_app_breaks_the_spec_on_purpose() {
+        let swagger = crate::schemas::load(crate::schemas::ARGOCD_SWAGGER);
+        let mut app = SimApp::new("sensor");
+        app.malformed = true;
+        let sim = ArgoSim::start(SimConfig::new(TOKEN, vec![app]));
+        let (s, a) = authed(&sim, "GET", "/api/v1/applications/sensor", None);
+        assert_eq!(s, 200);
+        assert!(a["status"]["sync"].is_string(), "{a:#}");
+        assert_eq!(
+            unknown_fields(&swagger, "v1alpha1Application", &a),
+            Vec::<String>::new(),
+            "the field names stay the spec's; only the type is wrong"
         );
     }
 
