@@ -30,8 +30,7 @@ pub const CODE_FAILED_PRECONDITION: &str = "9";
 pub fn is_operation_in_progress(e: &ApiError) -> bool {
     e.body().is_some_and(|b| {
         b.code.as_deref() == Some(CODE_FAILED_PRECONDITION)
-            && b
-                .message
+            && b.message
                 .as_deref()
                 .is_some_and(|m| m.contains("another operation is already in progress"))
     })
@@ -224,7 +223,11 @@ impl Api {
 
     /// `GET /api/v1/applications/{name}`, with `refresh=normal|hard` when
     /// asked (the server then answers once the app is reconciled).
-    pub async fn get_app(&self, name: &str, refresh: Option<&str>) -> Result<Application, ApiError> {
+    pub async fn get_app(
+        &self,
+        name: &str,
+        refresh: Option<&str>,
+    ) -> Result<Application, ApiError> {
         let url = self.url(
             &["applications", name],
             &[

@@ -67,9 +67,8 @@ fn duration(flag: &str, value: &str) -> Result<Duration, UsageError> {
 
 impl Config {
     pub fn from_args(args: Args, env: &dyn Env) -> Result<Config, UsageError> {
-        let server = nonempty(args.server).ok_or_else(|| {
-            UsageError::new("no server: give --server URL (ARGOCD_SERVER)")
-        })?;
+        let server = nonempty(args.server)
+            .ok_or_else(|| UsageError::new("no server: give --server URL (ARGOCD_SERVER)"))?;
         let base = parse_server(&server)?;
 
         let mut apps: Vec<String> = Vec::new();
@@ -232,10 +231,7 @@ mod tests {
             v.extend_from_slice(extra);
             v
         };
-        assert_eq!(
-            cause(&tok),
-            "no server: give --server URL (ARGOCD_SERVER)"
-        );
+        assert_eq!(cause(&tok), "no server: give --server URL (ARGOCD_SERVER)");
         assert_eq!(
             cause(&with(&[])),
             "no application: give --app NAME (ARGOCD_APP) or --selector LABELS (ARGOCD_SELECTOR)"
@@ -296,7 +292,8 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            e.to_string().starts_with("SSL_CERT_FILE names /nonexistent/ca.pem"),
+            e.to_string()
+                .starts_with("SSL_CERT_FILE names /nonexistent/ca.pem"),
             "{e}"
         );
     }

@@ -19,7 +19,10 @@ pub enum Error {
         source: ApiError,
     },
     /// The selector matched no application.
-    #[error("no Argo CD application matches --selector {selector:?}{}", in_project(project))]
+    #[error(
+        "no Argo CD application matches --selector {selector:?}{}",
+        in_project(project)
+    )]
     NoMatch {
         selector: String,
         project: Option<String>,

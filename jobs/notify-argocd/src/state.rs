@@ -456,9 +456,17 @@ mod tests {
             ..Default::default()
         };
         for (health, message, want) in [
-            ("Suspended", Some("Rollout is paused"), "health Suspended to become Healthy: Rollout is paused"),
+            (
+                "Suspended",
+                Some("Rollout is paused"),
+                "health Suspended to become Healthy: Rollout is paused",
+            ),
             ("Missing", None, "health Missing to become Healthy"),
-            ("Unknown", Some("health check failed"), "health Unknown to become Healthy: health check failed"),
+            (
+                "Unknown",
+                Some("health check failed"),
+                "health Unknown to become Healthy: health check failed",
+            ),
         ] {
             let mut j = app(
                 NEW,

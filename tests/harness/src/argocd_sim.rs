@@ -1,5 +1,6 @@
 //! An Argo CD API server simulator for tests, following Argo CD's Swagger
-//! spec (`argocd-swagger.json`, API server 3.x): the REST routes of the
+//! spec (API server 3.x; the reference schema `argocd-swagger.json` that
+//! [`crate::schemas`] finds, which this module's tests check against): the REST routes of the
 //! grpc-gateway, realistic `v1alpha1Application` JSON, gRPC-gateway error
 //! bodies, and a scripted controller that moves each Application through
 //! refresh, sync operation and health the way Argo CD does.
@@ -2333,7 +2334,10 @@ mod tests {
                 r#"{"name":"sensor","prune":"yes"}"#,
                 "json: cannot unmarshal string into Go struct field ApplicationSyncRequest.prune of type bool",
             ),
-            (r#"{"name":"sensor","#, "invalid character in the request body"),
+            (
+                r#"{"name":"sensor","#,
+                "invalid character in the request body",
+            ),
             ("[]", "json: cannot unmarshal array into Go value"),
         ] {
             let mut st = std::net::TcpStream::connect(sim.addr()).unwrap();
@@ -2392,13 +2396,20 @@ mod tests {
     fn every_health_outcome_and_the_error_phase_can_be_produced() {
         let swagger = crate::schemas::load(crate::schemas::ARGOCD_SWAGGER);
         for (outcome, health, sync, message) in [
-            (Outcome::Suspended, "Suspended", "Synced", Some("Deployment is paused")),
+            (
+                Outcome::Suspended,
+                "Suspended",
+                "Synced",
+                Some("Deployment is paused"),
+            ),
             (Outcome::Missing, "Missing", "OutOfSync", None),
             (
                 Outcome::Unknown,
                 "Unknown",
                 "Synced",
-                Some("failed to get resource health for \"Deployment\" with name \"sensor\": the server is currently unable to handle the request"),
+                Some(
+                    "failed to get resource health for \"Deployment\" with name \"sensor\": the server is currently unable to handle the request",
+                ),
             ),
         ] {
             let mut app = SimApp::new("sensor");
@@ -2421,7 +2432,12 @@ mod tests {
         let mut app = SimApp::new("sensor");
         app.outcome = Outcome::SyncError;
         let sim = ArgoSim::start(SimConfig::new(TOKEN, vec![app]));
-        authed(&sim, "POST", "/api/v1/applications/sensor/sync", Some(&json!({})));
+        authed(
+            &sim,
+            "POST",
+            "/api/v1/applications/sensor/sync",
+            Some(&json!({})),
+        );
         let a = wait_for(&sim, |a| a["status"]["operationState"]["phase"] == "Error");
         assert!(a.get("operation").is_none());
         assert!(
@@ -2453,7 +2469,10 @@ mod tests {
             Some(&json!({"revisions": [new], "sourcePositions": [1], "prune": true})),
         );
         assert_eq!(s, 200, "{b}");
-        assert_eq!(b["operation"]["sync"]["revisions"], json!([new, MULTI_SOURCE_CHART_VERSION]));
+        assert_eq!(
+            b["operation"]["sync"]["revisions"],
+            json!([new, MULTI_SOURCE_CHART_VERSION])
+        );
         assert!(b["spec"].get("source").is_none());
         assert_eq!(b["spec"]["sources"][1]["chart"], MULTI_SOURCE_CHART);
         let a = wait_for(&sim, |a| {
@@ -2462,7 +2481,10 @@ mod tests {
                 && a["status"]["health"]["status"] == "Healthy"
                 && a["status"]["sync"]["status"] == "Synced"
         });
-        assert_eq!(a["status"]["sync"]["revisions"], json!([new, MULTI_SOURCE_CHART_VERSION]));
+        assert_eq!(
+            a["status"]["sync"]["revisions"],
+            json!([new, MULTI_SOURCE_CHART_VERSION])
+        );
         assert!(a["status"]["sync"].get("revision").is_none());
         assert_eq!(
             a["status"]["operationState"]["syncResult"]["revisions"],
