@@ -240,60 +240,6 @@ fn builtin_transport_eight_concurrent_processes_all_land() {
     }
 }
 
-/// Forwards one request to 127.0.0.1:`port` (the real git server).
-fn forward(port: u16, req: &harness::git_server::Request) -> harness::git_server::Response {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let target = if req.query.is_empty() {
-        req.path.clone()
-    } else {
-        format!("{}?{}", req.path, req.query)
-    };
-    let mut head = format!(
-        "{} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        req.method,
-        req.body.len()
-    );
-    for (k, v) in &req.headers {
-        if ![
-            "host",
-            "content-length",
-            "connection",
-            "transfer-encoding",
-            "expect",
-        ]
-        .contains(&k.as_str())
-        {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(&req.body).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-    let mut lines = head.lines();
-    let status: u16 = lines
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let mut resp = harness::git_server::Response::new(status, raw[end + 4..].to_vec());
-    for l in lines {
-        if let Some((k, v)) = l.split_once(':')
-            && !["content-length", "connection"].contains(&k.trim().to_ascii_lowercase().as_str())
-        {
-            resp = resp.with_header(k.trim(), v.trim());
-        }
-    }
-    resp
-}
-
 #[test]
 fn builtin_transport_retries_discovery_and_fetch_through_a_flaky_proxy() {
     use std::sync::atomic::{AtomicUsize, Ordering};
