@@ -64,7 +64,12 @@ impl Backend for DirectBackend<'_> {
         plan_at(&self.api, self.c, head).await
     }
 
-    async fn publish(&mut self, head: &str, commit: Commit, attempt: u32) -> Result<Publish, Error> {
+    async fn publish(
+        &mut self,
+        head: &str,
+        commit: Commit,
+        attempt: u32,
+    ) -> Result<Publish, Error> {
         let branch = &self.c.branch;
         match self
             .api
@@ -219,7 +224,12 @@ impl Backend for MergeRequestBackend<'_> {
         plan_at(&self.api, self.c, head).await
     }
 
-    async fn publish(&mut self, head: &str, commit: Commit, _attempt: u32) -> Result<Publish, Error> {
+    async fn publish(
+        &mut self,
+        head: &str,
+        commit: Commit,
+        _attempt: u32,
+    ) -> Result<Publish, Error> {
         let c = self.c;
         let existing = self.api.find_mr(&self.source, &c.branch).await?;
         let source_head = self.api.branch_head(&self.source).await?;
@@ -232,7 +242,11 @@ impl Backend for MergeRequestBackend<'_> {
                 Some(c.branch.as_str()),
                 head.to_string(),
             ),
-            _ => (self.source.clone(), Some(c.branch.as_str()), head.to_string()),
+            _ => (
+                self.source.clone(),
+                Some(c.branch.as_str()),
+                head.to_string(),
+            ),
         };
         // On an open MR's branch, plan and decide again there.
         let commit = if read_ref == head {
@@ -252,7 +266,10 @@ impl Backend for MergeRequestBackend<'_> {
                     return Ok(Publish::Done(Output::default()));
                 }
                 _ => {
-                    info(format!("merge request branch {branch} already holds {}", commit.new));
+                    info(format!(
+                        "merge request branch {branch} already holds {}",
+                        commit.new
+                    ));
                     return match &existing {
                         Some(mr) => self.finish(mr, commit.new).await,
                         None => Ok(Publish::Done(Output::default())),
@@ -295,7 +312,11 @@ impl Backend for MergeRequestBackend<'_> {
                     ));
                     match self.api.find_mr(&branch, &c.branch).await? {
                         Some(mr) => mr,
-                        None => return Ok(Publish::Stale(format!("the merge request from {branch} GitLab reported is not open"))),
+                        None => {
+                            return Ok(Publish::Stale(format!(
+                                "the merge request from {branch} GitLab reported is not open"
+                            )));
+                        }
                     }
                 }
             },

@@ -37,7 +37,8 @@ pub trait Backend {
     /// The plan and the state file's text at `head`.
     async fn plan(&mut self, head: &str) -> Result<(Plan, Option<String>), Error>;
     /// Publishes `commit` made on `head`.
-    async fn publish(&mut self, head: &str, commit: Commit, attempt: u32) -> Result<Publish, Error>;
+    async fn publish(&mut self, head: &str, commit: Commit, attempt: u32)
+    -> Result<Publish, Error>;
     /// Nothing to commit: what to hand on (the head, or nothing).
     fn unchanged(&self, head: &str) -> Option<Output>;
     /// The error once every attempt was stale.

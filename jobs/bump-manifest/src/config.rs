@@ -201,13 +201,16 @@ fn auth(a: &Args) -> Option<Auth> {
             token: t.clone(),
         });
     }
-    a.job_token.as_ref().filter(|t| !t.is_empty()).map(|t| Auth {
-        user: a
-            .token_user
-            .clone()
-            .unwrap_or_else(|| "gitlab-ci-token".into()),
-        token: t.clone(),
-    })
+    a.job_token
+        .as_ref()
+        .filter(|t| !t.is_empty())
+        .map(|t| Auth {
+            user: a
+                .token_user
+                .clone()
+                .unwrap_or_else(|| "gitlab-ci-token".into()),
+            token: t.clone(),
+        })
 }
 
 fn api_config(a: &Args, env: &dyn Env, request_timeout: Duration) -> Result<ApiConfig, UsageError> {
@@ -298,7 +301,10 @@ mod tests {
             "a.b.tag,c.d",
         ])
         .unwrap();
-        assert_eq!(c.target.helm_keys, vec![vec!["a", "b", "tag"], vec!["c", "d"]]);
+        assert_eq!(
+            c.target.helm_keys,
+            vec![vec!["a", "b", "tag"], vec!["c", "d"]]
+        );
         assert_eq!(c.target.suffix(), format!("@sha256:{}", "a".repeat(64)));
         assert!(config(&["--new-tag", "1", "--helm-key", "a..b"]).is_err());
     }
@@ -314,7 +320,10 @@ mod tests {
         assert_eq!(auth(&a).unwrap().user, "gitlab-ci-token");
         a.token = Some(Secret::new("pat-123456"));
         let x = auth(&a).unwrap();
-        assert_eq!((x.user.as_str(), x.token.expose()), ("oauth2", "pat-123456"));
+        assert_eq!(
+            (x.user.as_str(), x.token.expose()),
+            ("oauth2", "pat-123456")
+        );
         a.token = None;
         a.job_token = None;
         assert!(auth(&a).is_none());
@@ -325,8 +334,16 @@ mod tests {
     fn empty_path_entries_are_refused_in_every_mode() {
         for mode in ["push", "gitlab-api", "merge-request"] {
             let base = [
-                "--new-tag", "1", "--mode", mode, "--gitlab-api-url", "https://g/api/v4",
-                "--token", "glpat-x123456", "--project", "a/b",
+                "--new-tag",
+                "1",
+                "--mode",
+                mode,
+                "--gitlab-api-url",
+                "https://g/api/v4",
+                "--token",
+                "glpat-x123456",
+                "--project",
+                "a/b",
             ];
             for p in ["a,,b", "a,", ",a", ".,a"] {
                 let mut v = base.to_vec();

@@ -216,12 +216,26 @@ mod tests {
 
     #[test]
     fn old_is_the_distinct_previous_versions_in_the_form_of_new() {
-        let c = config(&["--new-tag", "1.4.0", "--message", "deploy {image}: {old} -> {new}"]);
+        let c = config(&[
+            "--new-tag",
+            "1.4.0",
+            "--message",
+            "deploy {image}: {old} -> {new}",
+        ]);
         let mut plan = Plan::default();
         let files = [
-            ("k/kustomization.yaml", "images:\n  - name: acmeiot/app\n    newTag: 1.0.0\n"),
-            ("d.yaml", "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n    - image: docker.io/acmeiot/app:1.0.0\n"),
-            ("v.yaml", "image:\n  repository: acmeiot/app\n  tag: \"1.0.0\"\n"),
+            (
+                "k/kustomization.yaml",
+                "images:\n  - name: acmeiot/app\n    newTag: 1.0.0\n",
+            ),
+            (
+                "d.yaml",
+                "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n    - image: docker.io/acmeiot/app:1.0.0\n",
+            ),
+            (
+                "v.yaml",
+                "image:\n  repository: acmeiot/app\n  tag: \"1.0.0\"\n",
+            ),
         ];
         for (p, src) in files {
             manifest_edit::plan::plan_file(&mut plan, p, src.as_bytes(), &c.target).unwrap();

@@ -24,13 +24,17 @@ pub enum Error {
     },
     #[error(transparent)]
     Git(#[from] GitError),
-    #[error("push to {repo} {branch} still rejected after {attempts} attempts (busy branch); re-run the job or raise --max-attempts")]
+    #[error(
+        "push to {repo} {branch} still rejected after {attempts} attempts (busy branch); re-run the job or raise --max-attempts"
+    )]
     StillRejected {
         repo: String,
         branch: String,
         attempts: u32,
     },
-    #[error("the commit to {branch} was refused as stale {attempts} times (busy branch); re-run the job or raise --max-attempts")]
+    #[error(
+        "the commit to {branch} was refused as stale {attempts} times (busy branch); re-run the job or raise --max-attempts"
+    )]
     StillStale { branch: String, attempts: u32 },
     /// A GitLab answer: error status, unexpected shape, or no answer.
     #[error(transparent)]

@@ -128,10 +128,7 @@ impl Git {
                 _ => "http.extraHeader".to_string(),
             };
             if builtin {
-                envs.push((
-                    git_remote::AUTH_ENV.to_string(),
-                    format!("Basic {basic}"),
-                ));
+                envs.push((git_remote::AUTH_ENV.to_string(), format!("Basic {basic}")));
             } else {
                 config.push((key, format!("Authorization: Basic {basic}")));
             }
@@ -198,9 +195,7 @@ impl Git {
             Stdio::null()
         });
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .map_err(GitError::Spawn)?;
+        let mut child = cmd.spawn().map_err(GitError::Spawn)?;
         if let (Some(text), Some(mut w)) = (stdin, child.stdin.take()) {
             let _ = w.write_all(text.as_bytes());
         }
@@ -238,9 +233,7 @@ impl Git {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .map_err(GitError::Spawn)?;
+        let mut child = cmd.spawn().map_err(GitError::Spawn)?;
         let mut w = child.stdin.take().expect("piped stdin");
         let writer = std::thread::spawn(move || {
             let _ = w.write_all(&stdin);
@@ -281,10 +274,8 @@ impl Git {
             None,
         )?;
         if !ok {
-            let shown = redact_url_credentials(
-                url.strip_prefix(git_remote::URL_PREFIX)
-                    .unwrap_or(url),
-            );
+            let shown =
+                redact_url_credentials(url.strip_prefix(git_remote::URL_PREFIX).unwrap_or(url));
             let hint = if err.contains("not found in upstream") || err.contains("Remote branch") {
                 " (does the branch exist?)"
             } else if err.contains("Authentication failed")

@@ -99,7 +99,10 @@ fn check_sha(url: &str, id: &str) -> Result<String, ApiError> {
 /// deadline, and no redirects.
 pub fn client(timeout: Duration, env: &dyn Env) -> Result<Client, Error> {
     let mut b = Client::builder()
-        .user_agent(format!("secdeliv-bump-manifest/{}", env!("CARGO_PKG_VERSION")))
+        .user_agent(format!(
+            "secdeliv-bump-manifest/{}",
+            env!("CARGO_PKG_VERSION")
+        ))
         .connect_timeout(Duration::from_secs(15))
         .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none());
@@ -148,7 +151,10 @@ impl Api {
             let mut v = HeaderValue::from_str(self.cfg.header.1.expose())
                 .unwrap_or_else(|_| HeaderValue::from_static(""));
             v.set_sensitive(true);
-            let mut r = self.client.request(m.clone(), &url).header(self.cfg.header.0, v);
+            let mut r = self
+                .client
+                .request(m.clone(), &url)
+                .header(self.cfg.header.0, v);
             if let Some(b) = body {
                 r = r.json(b);
             }
@@ -268,7 +274,11 @@ impl Api {
     }
 
     /// The last commit that changed a file on a ref (`X-Gitlab-Last-Commit-Id`).
-    pub async fn last_commit_id(&self, path: &str, reference: &str) -> Result<Option<String>, Error> {
+    pub async fn last_commit_id(
+        &self,
+        path: &str,
+        reference: &str,
+    ) -> Result<Option<String>, Error> {
         let rest = format!(
             "/repository/files/{}?ref={}",
             encode_path(path),
@@ -289,7 +299,9 @@ impl Api {
             .and_then(|v| v.to_str().ok())
         {
             Some(id) => Ok(Some(check_sha(&url, id)?)),
-            None => Err(ApiError::unexpected(SERVICE, &url, "no X-Gitlab-Last-Commit-Id header").into()),
+            None => {
+                Err(ApiError::unexpected(SERVICE, &url, "no X-Gitlab-Last-Commit-Id header").into())
+            }
         }
     }
 
@@ -359,11 +371,19 @@ impl Api {
         let resp = self.send::<()>("GET", &rest, None).await?;
         let list: Vec<MergeRequest> = api::json(resp, SERVICE, "GET").await?;
         let url = self.url(&rest);
-        list.into_iter().next().map(|m| check_mr(&url, m)).transpose()
+        list.into_iter()
+            .next()
+            .map(|m| check_mr(&url, m))
+            .transpose()
     }
 
     /// Updates an open merge request's title and description.
-    pub async fn update_mr(&self, iid: u64, title: &str, description: &str) -> Result<MergeRequest, Error> {
+    pub async fn update_mr(
+        &self,
+        iid: u64,
+        title: &str,
+        description: &str,
+    ) -> Result<MergeRequest, Error> {
         let rest = format!("/merge_requests/{iid}");
         let body = serde_json::json!({"title": title, "description": description});
         let resp = self.send("PUT", &rest, Some(&body)).await?;
@@ -419,7 +439,10 @@ fn check_mr(url: &str, mr: MergeRequest) -> Result<MergeRequest, Error> {
         return Err(ApiError::unexpected(
             SERVICE,
             url,
-            format!("merge request iid {} / web_url {:?} is not usable", mr.iid, mr.web_url),
+            format!(
+                "merge request iid {} / web_url {:?} is not usable",
+                mr.iid, mr.web_url
+            ),
         )
         .into());
     }
@@ -443,7 +466,11 @@ mod tests {
     #[test]
     fn malformed_answers_are_unexpected() {
         let e = check_sha("https://g/api", "").unwrap_err();
-        assert!(e.to_string().starts_with("unexpected answer from GitLab at https://g/api"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("unexpected answer from GitLab at https://g/api"),
+            "{e}"
+        );
         let e = api::decode::<Branch>(SERVICE, "https://g/b", br#"{"name":"main"}"#).unwrap_err();
         assert!(e.to_string().contains("missing field `commit`"), "{e}");
         let e = api::decode::<MergeRequest>(SERVICE, "https://g/m", br#"{"id":5}"#).unwrap_err();

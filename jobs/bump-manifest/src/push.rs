@@ -115,7 +115,12 @@ impl Backend for PushBackend<'_> {
         Ok((p, state))
     }
 
-    async fn publish(&mut self, head: &str, commit: Commit, attempt: u32) -> Result<Publish, Error> {
+    async fn publish(
+        &mut self,
+        head: &str,
+        commit: Commit,
+        attempt: u32,
+    ) -> Result<Publish, Error> {
         let blobs: Vec<(String, String, Vec<u8>)> = commit
             .files
             .iter()

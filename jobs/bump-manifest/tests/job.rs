@@ -23,10 +23,20 @@ fn sim() -> GitLabSim {
 fn api_cmd(api: &str, mode: &str) -> std::process::Command {
     let mut c = cmd();
     c.env("CI_API_V4_URL", api)
-        .env("CONFIG_REPO_URL", format!("https://gitlab.example.com/{PROJECT}.git"))
+        .env(
+            "CONFIG_REPO_URL",
+            format!("https://gitlab.example.com/{PROJECT}.git"),
+        )
         .env("CONFIG_REPO_TOKEN", TOKEN)
         .args(["--mode", mode, "--image", "acmeiot/sensor-app"])
-        .args(["--new-tag", "1.5.0", "--new-digest", D1, "--order-key", "10"]);
+        .args([
+            "--new-tag",
+            "1.5.0",
+            "--new-digest",
+            D1,
+            "--order-key",
+            "10",
+        ]);
     c
 }
 
@@ -48,7 +58,12 @@ fn push_cmd(srv: &GitServer) -> std::process::Command {
 
 /// A GitLab in front of the simulator that answers `path` (a suffix of the
 /// request path, for `method`) with `fault` and forwards everything else.
-fn faulty(sim: &GitLabSim, method: &'static str, path: &'static str, fault: Response) -> HttpServer {
+fn faulty(
+    sim: &GitLabSim,
+    method: &'static str,
+    path: &'static str,
+    fault: Response,
+) -> HttpServer {
     let port: u16 = sim
         .base_url()
         .rsplit(':')
@@ -108,7 +123,10 @@ fn exit_0_commit_prints_the_sha_and_keeps_secrets_out_of_output_dotenv_and_commi
     let repo = sim.repo.lock().unwrap();
     let head = &repo.history("main")[0];
     assert_eq!(r.stdout.trim(), head.id);
-    assert!(env.contains(&format!("BUMP_MANIFEST_COMMIT={}\n", head.id)), "{env}");
+    assert!(
+        env.contains(&format!("BUMP_MANIFEST_COMMIT={}\n", head.id)),
+        "{env}"
+    );
     assert_no_secret_in("the commit message", &head.message, &[TOKEN]);
     for (path, content) in &head.files {
         assert_no_secret_in(path, content, &[TOKEN]);
@@ -126,7 +144,10 @@ fn exit_0_push_commit_and_dotenv_hold_no_secret() {
     r.assert_no_secret(&[TOKEN]);
     assert_no_secret_in_files(out.path(), &[TOKEN]);
     // Every object of the pushed history (messages, trees, files).
-    let all = srv.git("config", &["log", "-p", "--format=%H %an <%ae>%n%B", "main"]);
+    let all = srv.git(
+        "config",
+        &["log", "-p", "--format=%H %an <%ae>%n%B", "main"],
+    );
     assert_no_secret_in("the pushed commits", &all, &[TOKEN]);
 }
 
@@ -154,10 +175,13 @@ fn exit_3_missing_branch_and_refused_token() {
     let r = run(push_cmd(&srv).args(["--branch", "nope"]));
     r.assert_failed(
         3,
-        &format!(r"cannot clone http://{PORT}/config\.git branch nope: .* \(does the branch exist\?\)"),
+        &format!(
+            r"cannot clone http://{PORT}/config\.git branch nope: .* \(does the branch exist\?\)"
+        ),
     );
     let sim = sim();
-    let r = run(api_cmd(&sim.api_url(), "gitlab-api").env("CONFIG_REPO_TOKEN", "glpat-wrong-123456"));
+    let r =
+        run(api_cmd(&sim.api_url(), "gitlab-api").env("CONFIG_REPO_TOKEN", "glpat-wrong-123456"));
     r.assert_failed(
         3,
         &format!(
@@ -178,9 +202,11 @@ fn exit_4_a_gitlab_request_that_never_answers() {
             held.push(s);
         }
     });
-    let r = run(api_cmd(&format!("http://127.0.0.1:{port}/api/v4"), "gitlab-api")
-        .args(["--request-timeout", "1s"])
-        .env("BUMP_RETRY_DELAY_MS", "1"));
+    let r = run(
+        api_cmd(&format!("http://127.0.0.1:{port}/api/v4"), "gitlab-api")
+            .args(["--request-timeout", "1s"])
+            .env("BUMP_RETRY_DELAY_MS", "1"),
+    );
     r.assert_failed(
         4,
         &format!(r"GitLab at http://127\.0\.0\.1:{port}/api/v4/projects/acme-iot%2Fconfig-repo/repository/branches/main: .*timed out.*"),
@@ -198,7 +224,10 @@ fn malformed_branch_answer_is_unexpected_not_a_missing_branch() {
         "/repository/branches/main",
         Response::json(200, &serde_json::json!({"name": "main"})),
     );
-    let r = run(&mut api_cmd(&format!("{}/api/v4", proxy.base_url()), "gitlab-api"));
+    let r = run(&mut api_cmd(
+        &format!("{}/api/v4", proxy.base_url()),
+        "gitlab-api",
+    ));
     r.assert_failed(
         3,
         &format!(r"unexpected answer from GitLab at http://{PORT}/api/v4/projects/acme-iot%2Fconfig-repo/repository/branches/main: missing field `commit` at line 1 column 15"),
@@ -217,8 +246,9 @@ fn malformed_commit_answer_never_writes_an_empty_sha() {
     );
     let out = tempfile::tempdir().unwrap();
     let dotenv = out.path().join("deploy.env");
-    let r = run(api_cmd(&format!("{}/api/v4", proxy.base_url()), "gitlab-api")
-        .env("BUMP_DOTENV", &dotenv));
+    let r = run(
+        api_cmd(&format!("{}/api/v4", proxy.base_url()), "gitlab-api").env("BUMP_DOTENV", &dotenv),
+    );
     r.assert_failed(
         3,
         &format!(r#"unexpected answer from GitLab at http://{PORT}/api/v4/projects/acme-iot%2Fconfig-repo/repository/commits: commit id "" is not a commit SHA"#),
@@ -236,16 +266,25 @@ fn malformed_merge_request_answer_never_puts_merge_request_0() {
         &sim,
         "GET",
         "/merge_requests",
-        Response::json(200, &serde_json::json!([{"title": "x", "web_url": "http://x/-/merge_requests/7"}])),
+        Response::json(
+            200,
+            &serde_json::json!([{"title": "x", "web_url": "http://x/-/merge_requests/7"}]),
+        ),
     );
-    let r = run(&mut api_cmd(&format!("{}/api/v4", proxy.base_url()), "merge-request"));
+    let r = run(&mut api_cmd(
+        &format!("{}/api/v4", proxy.base_url()),
+        "merge-request",
+    ));
     r.assert_failed(
         3,
         &format!(r"unexpected answer from GitLab at http://{PORT}/api/v4/projects/acme-iot%2Fconfig-repo/merge_requests\?state=opened&source_branch=.*: missing field `iid` at line 1 column \d+"),
     );
     let repo = sim.repo.lock().unwrap();
     assert!(
-        !repo.log.iter().any(|(m, p, _)| m == "PUT" && p.contains("/merge_requests/0")),
+        !repo
+            .log
+            .iter()
+            .any(|(m, p, _)| m == "PUT" && p.contains("/merge_requests/0")),
         "{:?}",
         repo.log
     );
@@ -274,7 +313,11 @@ fn gitlab_token_never_follows_a_redirect() {
     other.assert_untouched();
     other.assert_no_secret(&[TOKEN]);
     // Control: the token did reach the API's own origin.
-    assert!(api.requests().iter().any(|q| q.header("private-token") == Some(TOKEN)));
+    assert!(
+        api.requests()
+            .iter()
+            .any(|q| q.header("private-token") == Some(TOKEN))
+    );
 }
 
 /// The built-in git transport follows redirects only within the origin.
@@ -282,7 +325,10 @@ fn gitlab_token_never_follows_a_redirect() {
 fn git_transport_token_never_follows_a_cross_origin_redirect() {
     let other = RecordingOrigin::start();
     let git = RecordingOrigin::start();
-    git.always(Response::redirect(302, &other.url("/config.git/info/refs?service=git-upload-pack")));
+    git.always(Response::redirect(
+        302,
+        &other.url("/config.git/info/refs?service=git-upload-pack"),
+    ));
     let r = run(cmd()
         .env("CONFIG_REPO_URL", git.url("/config.git"))
         .env("CONFIG_REPO_TOKEN", TOKEN)
@@ -297,7 +343,11 @@ fn git_transport_token_never_follows_a_cross_origin_redirect() {
     );
     r.assert_no_secret(&[TOKEN]);
     other.assert_untouched();
-    assert!(git.requests().iter().any(|q| q.header("authorization").is_some()));
+    assert!(
+        git.requests()
+            .iter()
+            .any(|q| q.header("authorization").is_some())
+    );
 }
 
 /// `--path a,,b` (a stray comma in BUMP_PATHS) is exit 2 before any network
@@ -348,9 +398,17 @@ fn old_placeholder_is_the_previous_version_in_the_form_of_new() {
     // Across layouts the distinct previous versions, each once, no raw forms.
     let r = run(push_cmd(&srv).args(["--new-tag", "1.6.0", "--message", "{old}"]));
     r.assert_success();
-    let subject = srv.message("config", "main").lines().next().unwrap().to_string();
+    let subject = srv
+        .message("config", "main")
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
     for part in subject.split(", ") {
-        assert!(part.starts_with("docker.io/acmeiot/sensor-app:"), "{subject}");
+        assert!(
+            part.starts_with("docker.io/acmeiot/sensor-app:"),
+            "{subject}"
+        );
     }
     let parts: Vec<&str> = subject.split(", ").collect();
     let mut uniq = parts.clone();

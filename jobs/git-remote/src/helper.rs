@@ -76,7 +76,11 @@ pub enum Error {
     #[error(
         "{what} at '{url}' was redirected to another origin ({to}); the credentials stay with '{url}', not following"
     )]
-    Redirected { what: String, url: String, to: String },
+    Redirected {
+        what: String,
+        url: String,
+        to: String,
+    },
     #[error("{what} at '{url}' answered HTTP {status}")]
     Status {
         what: String,
@@ -110,9 +114,8 @@ pub fn main() -> ExitCode {
     }
     let result = match args.get(2).or_else(|| args.get(1)) {
         None => Err(Error::Usage),
-        Some(url) => Helper::new(url, auth).and_then(|mut h| {
-            h.serve(&mut std::io::stdin().lock(), &mut std::io::stdout().lock())
-        }),
+        Some(url) => Helper::new(url, auth)
+            .and_then(|mut h| h.serve(&mut std::io::stdin().lock(), &mut std::io::stdout().lock())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -339,11 +342,7 @@ impl Helper {
             if !resp.status().is_success() {
                 return Err(self.status_error(&what, &resp));
             }
-            while let Some(chunk) = resp
-                .chunk()
-                .await
-                .map_err(|e| self.transport(&what, &e))?
-            {
+            while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport(&what, &e))? {
                 out.write_all(&chunk).map_err(git_io)?;
             }
             out.flush().map_err(git_io)

@@ -77,7 +77,6 @@ pub fn read_pack(r: &mut impl BufRead, out: &mut Vec<u8>, hash_len: usize) -> st
     take(r, out, hash_len)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,5 +176,4 @@ mod tests {
         let mut bad = &b"JUNK\0\0\0\x02\0\0\0\x01"[..];
         assert!(read_pack(&mut bad, &mut Vec::new(), 20).is_err());
     }
-
 }

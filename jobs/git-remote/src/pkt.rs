@@ -74,7 +74,6 @@ pub fn strip_service_header(body: &[u8]) -> &[u8] {
     rest.strip_prefix(b"0000").unwrap_or(rest)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,7 +55,10 @@ pub enum Error {
         "{path} is {size} bytes, over the {max}-byte bound (--max-file-size); raise it or narrow --path"
     )]
     TooLarge { path: String, size: u64, max: u64 },
-    #[error("{} in the config repo is not valid bump-manifest state", state::STATE_PATH)]
+    #[error(
+        "{} in the config repo is not valid bump-manifest state",
+        state::STATE_PATH
+    )]
     BadState(#[source] serde_json::Error),
     #[error(
         "order keys {a:?} and {b:?} cannot be compared: use integers (e.g. $CI_PIPELINE_IID) or versions (1.2.3) consistently"

@@ -68,8 +68,14 @@ mod tests {
         assert!(matches!(n(&["a", "", "b"]), Err(PathError::Empty { .. })));
         assert!(matches!(n(&["a", ""]), Err(PathError::Empty { .. })));
         assert!(matches!(n(&[" "]), Err(PathError::Empty { .. })));
-        assert!(matches!(n(&[".", "a"]), Err(PathError::DotWithOthers { .. })));
-        assert!(matches!(n(&[".", "."]), Err(PathError::DotWithOthers { .. })));
+        assert!(matches!(
+            n(&[".", "a"]),
+            Err(PathError::DotWithOthers { .. })
+        ));
+        assert!(matches!(
+            n(&[".", "."]),
+            Err(PathError::DotWithOthers { .. })
+        ));
         assert!(matches!(n(&["../x"]), Err(PathError::Outside(_))));
         assert!(matches!(n(&["/etc"]), Err(PathError::Outside(_))));
         assert!(matches!(n(&["a/../../x"]), Err(PathError::Outside(_))));

@@ -211,7 +211,8 @@ pub fn check_tree_paths(paths: &[String], entries: &[TreeEntry]) -> Result<()> {
 pub fn inside(paths: &[String], path: &str) -> bool {
     paths.is_empty()
         || paths.iter().any(|p| {
-            path == p || (path.starts_with(p.as_str()) && path.as_bytes().get(p.len()) == Some(&b'/'))
+            path == p
+                || (path.starts_with(p.as_str()) && path.as_bytes().get(p.len()) == Some(&b'/'))
         })
 }
 
@@ -246,7 +247,11 @@ pub struct Selection<'a> {
 }
 
 /// Selects the blobs to read; a YAML file over `max_size` is an error.
-pub fn select<'a>(entries: &'a [TreeEntry], paths: &[String], max_size: u64) -> Result<Selection<'a>> {
+pub fn select<'a>(
+    entries: &'a [TreeEntry],
+    paths: &[String],
+    max_size: u64,
+) -> Result<Selection<'a>> {
     check_tree_paths(paths, entries)?;
     let mut sel = Selection::default();
     for e in entries.iter().filter(|e| inside(paths, &e.path)) {

@@ -68,7 +68,11 @@ pub struct Version {
 
 impl Version {
     fn of(tag: Option<&str>, digest: Option<&str>) -> Version {
-        let keep = |x: Option<&str>| x.map(str::trim).filter(|x| !x.is_empty()).map(str::to_string);
+        let keep = |x: Option<&str>| {
+            x.map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(str::to_string)
+        };
         Version {
             tag: keep(tag),
             digest: keep(digest),
@@ -391,7 +395,10 @@ fn helm_key_node(
         return;
     }
     let (new, before) = if lower.contains("digest") {
-        (t.digest.clone().unwrap_or_default(), Version::of(None, Some(v)))
+        (
+            t.digest.clone().unwrap_or_default(),
+            Version::of(None, Some(v)),
+        )
     } else if lower.contains("tag") {
         match &t.tag {
             Some(tag) => (tag.clone(), Version::of(Some(v), None)),

@@ -215,7 +215,10 @@ fn changed_leaves(old: &Value, new: &Value, at: &str, ctx: &str) -> usize {
                 !matches!(a, Value::Mapping(_) | Value::Sequence(_)),
                 "a collection at {at} became {b:?}, {ctx}"
             );
-            assert!(is_new_value(b), "{at}: {a:?} became {b:?}, not the new reference, {ctx}");
+            assert!(
+                is_new_value(b),
+                "{at}: {a:?} became {b:?}, not the new reference, {ctx}"
+            );
             1
         }
     }

@@ -27,13 +27,27 @@ pub fn helper() -> PathBuf {
         if !p.exists() {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let ok = Command::new(cargo)
-                .args(["build", "-q", "-p", "git-remote", "--bin", "git-remote-secdeliv"])
+                .args([
+                    "build",
+                    "-q",
+                    "-p",
+                    "git-remote",
+                    "--bin",
+                    "git-remote-secdeliv",
+                ])
                 .status()
                 .is_ok_and(|s| s.success());
-            assert!(ok, "cannot build git-remote-secdeliv: run `cargo build -p git-remote`");
+            assert!(
+                ok,
+                "cannot build git-remote-secdeliv: run `cargo build -p git-remote`"
+            );
         }
     });
-    assert!(p.exists(), "{} is missing: run `cargo build -p git-remote`", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build -p git-remote`",
+        p.display()
+    );
     p
 }
 
@@ -199,4 +213,3 @@ pub fn forward(port: u16, req: &harness::git_server::Request) -> harness::git_se
     }
     resp
 }
-
