@@ -94,10 +94,13 @@ pub enum ConfigError {
     Identity(#[from] IdentityError),
     #[error(transparent)]
     Key(#[from] KeyRefError),
-    /// Credential flags or discovery (a lone `--username`, a malformed
-    /// docker `config.json`).
+    /// A lone `--username` or `--password`.
     #[error(transparent)]
-    Credentials(kit::JobError),
+    CredentialFlags(kit::JobError),
+    /// Credential discovery (a lone `DOCKERHUB_USERNAME`, a malformed docker
+    /// `config.json`).
+    #[error(transparent)]
+    Credentials(#[from] registry::Error),
     #[error("--output-key-prefix is empty")]
     EmptyPrefix,
     #[error(
@@ -266,9 +269,8 @@ fn registry_config(
         "--username",
         "--password",
     )
-    .map_err(ConfigError::Credentials)?;
-    let credentials = registry::credentials_for("registry", &image.registry, explicit, env)
-        .map_err(|e| ConfigError::Credentials(kit::JobError::from(e)))?;
+    .map_err(ConfigError::CredentialFlags)?;
+    let credentials = registry::credentials_for("registry", &image.registry, explicit, env)?;
     Ok(RegistryConfig {
         client: registry::ClientOptions {
             insecure_registries: a

@@ -12,14 +12,15 @@ use crate::sigtag::SigManifestError;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The registry client failed: unreachable, auth refused, not found,
-    /// 4xx/5xx after retries (exit 3), or a request timed out (exit 4).
+    /// 4xx/5xx after retries (exit 3), or a request timed out (exit 4); the
+    /// registry crate decides which.
     #[error(transparent)]
-    Registry(kit::JobError),
+    Registry(#[from] registry::Error),
     #[error("resolving tag {image} to a digest")]
     ResolveTag {
         image: String,
         #[source]
-        source: kit::JobError,
+        source: registry::Error,
     },
     /// `--platform` names a platform the index does not have.
     #[error("{image} has no {platform} manifest (it has: {have})")]
@@ -43,7 +44,7 @@ pub enum Error {
     Payload {
         layer: String,
         #[source]
-        source: kit::JobError,
+        source: registry::Error,
     },
     /// generate-key-pair: a key could not be made or encoded.
     #[error(transparent)]
@@ -59,19 +60,12 @@ pub enum Error {
     Write(kit::JobError),
 }
 
-impl Error {
-    /// Wraps a registry client error (`kit::JobError` today; anything that
-    /// converts into one, such as a typed `registry::Error`).
-    pub fn registry(e: impl Into<kit::JobError>) -> Self {
-        Error::Registry(e.into())
-    }
-}
-
 impl kit::job::Failure for Error {
     fn exit_kind(&self) -> ExitKind {
         match self {
-            Error::Registry(e) | Error::Write(e) => e.kind,
-            Error::ResolveTag { source, .. } | Error::Payload { source, .. } => source.kind,
+            Error::Registry(e) => e.exit_kind(),
+            Error::ResolveTag { source, .. } | Error::Payload { source, .. } => source.exit_kind(),
+            Error::Write(e) => e.kind,
             Error::UnknownPlatform { .. } => ExitKind::Usage,
             Error::Disappeared { .. } | Error::ForeignSignatures { .. } => ExitKind::Remote,
             Error::Key(_) | Error::WriteKey { .. } => ExitKind::Usage,

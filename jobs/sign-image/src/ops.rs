@@ -37,7 +37,10 @@ pub struct SignReport {
 }
 
 fn connect(image: &ImageRef, opts: &RegistryConfig, env: &dyn Env) -> Result<Registry, Error> {
-    Registry::for_image(image, opts.credentials.clone(), &opts.client, env).map_err(Error::registry)
+    // `registry::Error::from` also takes the kit's setup errors (CA bundles).
+    let reg = Registry::for_image(image, opts.credentials.clone(), &opts.client, env)
+        .map_err(registry::Error::from)?;
+    Ok(reg)
 }
 
 /// Resolves IMAGE to the digest to sign or verify: its own digest, or with
@@ -53,10 +56,10 @@ async fn resolve(
         if image.digest.is_none() && image.tag.is_some() {
             Error::ResolveTag {
                 image: image.pinned(),
-                source: e.into(),
+                source: e,
             }
         } else {
-            Error::registry(e)
+            Error::Registry(e)
         }
     })?;
     joblog::info(format!(
@@ -73,12 +76,11 @@ async fn resolve(
     let digest_str = resolved.digest.to_string();
     let m = reg
         .manifest(&image.repository, &digest_str)
-        .await
-        .map_err(Error::registry)?
+        .await?
         .ok_or_else(|| Error::Disappeared {
             image: format!("{}@{digest_str}", image.name()),
         })?;
-    let entries = match m.contents().map_err(Error::registry)? {
+    let entries = match m.contents()? {
         Contents::Index(entries) => entries,
         Contents::Image { .. } => {
             if let Some(p) = platform {
@@ -155,7 +157,7 @@ async fn sign_one(
     let payload = SimpleSigning::new(image, digest, annotations).to_bytes();
     let signature = key.sign_base64(&payload);
     let tag = signature_tag(digest);
-    let existing = match reg.manifest(repo, &tag).await.map_err(Error::registry)? {
+    let existing = match reg.manifest(repo, &tag).await? {
         Some(m) => {
             Some(
                 SigManifest::parse(&m.bytes).map_err(|source| Error::ForeignSignatures {
@@ -181,15 +183,10 @@ async fn sign_one(
             // (POST + PUT). The config is the constant `{}`: one mount
             // request when the repository already has it (any earlier
             // signature put it there), else POST + PUT.
-            reg.push_new_blob(repo, payload)
-                .await
-                .map_err(Error::registry)?;
-            reg.push_shared_blob(repo, sigtag::CONFIG)
-                .await
-                .map_err(Error::registry)?;
+            reg.push_new_blob(repo, payload).await?;
+            reg.push_shared_blob(repo, sigtag::CONFIG).await?;
             reg.push_manifest(repo, &tag, OCI_MANIFEST_MEDIA_TYPE, manifest)
-                .await
-                .map_err(Error::registry)?;
+                .await?;
             joblog::info(format!(
                 "{}@{digest}: signature added to {}:{tag} ({} before)",
                 image.name(),
@@ -376,7 +373,7 @@ async fn verify_digest(
     let repo = &image.repository;
     let digest = checks.digest;
     let tag = signature_tag(digest);
-    let Some(m) = reg.manifest(repo, &tag).await.map_err(Error::registry)? else {
+    let Some(m) = reg.manifest(repo, &tag).await? else {
         return Ok(Err(Refusal::NoSignatures {
             name: image.name(),
             digest: digest.clone(),
@@ -446,7 +443,7 @@ async fn check_layer(
     repo: &str,
     layer: &sigtag::Layer,
     checks: &Checks<'_>,
-) -> Result<Result<SimpleSigning, Rejection>, kit::JobError> {
+) -> Result<Result<SimpleSigning, Rejection>, registry::Error> {
     if !layer.is_simplesigning() {
         return Ok(Err(Rejection::NotSimpleSigning(layer.media_type.clone())));
     }
