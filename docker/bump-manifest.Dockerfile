@@ -24,17 +24,20 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p bump-manifest \
- && install -D -m 0755 target/release/bump-manifest /out/bump-manifest
+    cargo build --release --locked -p bump-manifest -p git-remote \
+ && install -D -m 0755 target/release/bump-manifest /out/bump-manifest \
+ && install -D -m 0755 target/release/git-remote-secdeliv /out/git-remote-secdeliv
 
 # --- the binary, prebuilt for each architecture --------------------------------
 FROM scratch AS prebuilt-amd64
 ARG BIN_DIR=target
 COPY ${BIN_DIR}/x86_64-unknown-linux-musl/release/bump-manifest /out/bump-manifest
+COPY ${BIN_DIR}/x86_64-unknown-linux-musl/release/git-remote-secdeliv /out/git-remote-secdeliv
 
 FROM scratch AS prebuilt-arm64
 ARG BIN_DIR=target
 COPY ${BIN_DIR}/aarch64-unknown-linux-musl/release/bump-manifest /out/bump-manifest
+COPY ${BIN_DIR}/aarch64-unknown-linux-musl/release/git-remote-secdeliv /out/git-remote-secdeliv
 
 FROM prebuilt-${TARGETARCH} AS prebuilt
 
@@ -73,6 +76,8 @@ RUN case "${TARGETARCH}" in amd64) arch=x86_64 ;; arm64) arch=aarch64 ;; *) echo
 FROM scratch
 COPY --from=rootfs /rootfs/ /
 COPY --from=bin /out/bump-manifest /usr/local/bin/bump-manifest
+# The built-in git transport (jobs/git-remote), found next to bump-manifest.
+COPY --from=bin /out/git-remote-secdeliv /usr/local/bin/git-remote-secdeliv
 ENV PATH=/usr/local/bin:/usr/bin:/bin \
     HOME=/home/nonroot \
     GIT_TERMINAL_PROMPT=0 \

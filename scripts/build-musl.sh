@@ -68,6 +68,8 @@ command -v cargo-zigbuild >/dev/null 2>&1 || want+=("cargo-zigbuild==${CARGO_ZIG
 # --- build -------------------------------------------------------------------
 pkgs=()
 for j in "${jobs[@]}"; do pkgs+=(-p "$j"); done
+# bump-manifest's image ships git-remote-secdeliv (package git-remote) beside it.
+for j in "${jobs[@]}"; do [ "$j" = bump-manifest ] && pkgs+=(-p git-remote); done
 out_root=${CARGO_TARGET_DIR:-target}
 for t in "${triples[@]}"; do
   say "cargo zigbuild --release --locked --target $t ${pkgs[*]}"
