@@ -307,35 +307,36 @@ fn the_merged_flow_validates_and_every_script_is_valid_shell() {
             assert_eq!(rules[0]["when"], "never");
         }
     }
-    // Later stages refer to the image by the digest of the build.
+    // Later stages refer to the image by the digest of the build, through
+    // job variables (never script text).
     assert_eq!(
         merged["build-image"]["artifacts"]["reports"]["dotenv"],
         "build-image.env"
     );
-    assert!(
-        merged["scan-image"]["script"]
-            .to_string()
-            .contains("$BUILD_IMAGE")
+    assert_eq!(
+        merged["scan-image"]["variables"]["SECDELIV_IMAGE"],
+        "$BUILD_IMAGE"
     );
-    assert!(
-        merged["promote-image"]["script"]
-            .to_string()
-            .contains("$BUILD_IMAGE")
+    assert_eq!(
+        merged["promote-image"]["variables"]["SECDELIV_IMAGE"],
+        "$BUILD_IMAGE"
     );
-    assert!(
-        merged["sign-image"]["script"]
-            .to_string()
-            .contains("$PROMOTED_IMAGE")
+    assert_eq!(
+        merged["sign-image"]["variables"]["SECDELIV_IMAGE"],
+        "$PROMOTED_IMAGE"
     );
-    assert!(
-        merged["bump-manifest"]["script"]
-            .to_string()
-            .contains("--order-key \\\"$CI_PIPELINE_IID\\\"")
+    assert_eq!(
+        merged["bump-manifest"]["variables"]["SECDELIV_ORDER_KEY"],
+        "$CI_PIPELINE_IID"
     );
     assert!(
         merged["bump-manifest"]["script"]
             .to_string()
-            .contains("$PROMOTED_DIGEST")
+            .contains("--order-key \\\"$SECDELIV_ORDER_KEY\\\"")
+    );
+    assert_eq!(
+        merged["bump-manifest"]["variables"]["SECDELIV_NEW_DIGEST"],
+        "$PROMOTED_DIGEST"
     );
     let reports = &merged["scan-image"]["artifacts"]["reports"];
     for r in [
@@ -426,7 +427,7 @@ fn each_stage_template_loads_as_a_ci_cd_component() {
     }
 }
 
-/// GitLab checks an input's default against its `regex` too (Ruby syntax;
+/// GitLab checks an input's default against its `regex` too (RE2 syntax;
 /// the patterns here use the subset Rust's regex crate reads the same way).
 fn simple_regex_matches(re: &str, s: &str) -> bool {
     regex::Regex::new(re)
@@ -434,26 +435,226 @@ fn simple_regex_matches(re: &str, s: &str) -> bool {
         .is_match(s)
 }
 
+/// Values each regex-bearing input must accept and refuse. The regexes are
+/// read from the templates themselves; an input with a regex and no row here
+/// fails the test, so a new regex comes with its examples.
+const REGEX_EXAMPLES: &[(&str, &[&str], &[&str])] = &[
+    (
+        "job-suffix",
+        &["", "-api", "_x1"],
+        &["api", "-", "-Api", "-a;b"],
+    ),
+    (
+        "version",
+        &[
+            "0.1.0",
+            "1.22.333-rc.1",
+            "$CI_COMMIT_SHORT_SHA",
+            "${VERSION}",
+        ],
+        &["latest", "1.0", "$", "0.1.0 ", "v1.0.0", "$(id)"],
+    ),
+    (
+        "platforms",
+        &["linux/arm64,linux/amd64,linux/arm/v7", "linux/arm64"],
+        &["linux/arm64,", "linux", "linux/arm64 linux/amd64"],
+    ),
+    (
+        "platform",
+        &["linux/arm64", "linux/arm/v7"],
+        &["linux/arm64,linux/amd64", ""],
+    ),
+    (
+        "scan-platform",
+        &["linux/arm64"],
+        &["linux/arm64,linux/amd64"],
+    ),
+    (
+        "build-args",
+        &[
+            "",
+            "A=1",
+            "A=1 B=2",
+            "A=1,B=$CI_COMMIT_SHA",
+            "A=1\nB=2",
+            "VERSION=$(id>pwned)",
+        ],
+        &["A", "1A=2", "A-B=1", "A=1 B", "A=1 ;touch x"],
+    ),
+    (
+        "image-name",
+        &[
+            "$CI_REGISTRY_IMAGE",
+            "registry.example.com:5000/acme/app",
+            "$CI_REGISTRY_IMAGE/scan-image",
+        ],
+        &["", "acme/app@sha256:00", "a b", "$(id)", "a;b", "a`id`"],
+    ),
+    ("staging-image", &["$CI_REGISTRY_IMAGE"], &["a b", "$(id)"]),
+    (
+        "target-image",
+        &[
+            "docker.io/$DOCKERHUB_USERNAME/$CI_PROJECT_NAME",
+            "docker.io/acme/app",
+        ],
+        &["docker.io/acme/app@sha256:00", "$(id)", "a\nb"],
+    ),
+    (
+        "image",
+        &[
+            "$BUILD_IMAGE",
+            "$CI_REGISTRY_IMAGE@$MY_DIGEST",
+            "r.example.com/a@sha256:0123",
+        ],
+        &["", "a b", "$(id)", "a;b", "'a'"],
+    ),
+    (
+        "tag",
+        &["$CI_COMMIT_SHA", "1.0.0", "v1_2-rc.3"],
+        &["a b", "a:b", "$(id)", "a;b"],
+    ),
+    ("new-tag", &["$PROMOTED_TAG", "1.4.0", ""], &["a b", "`id`"]),
+    (
+        "extra-tags",
+        &["", "latest", "latest,1.0"],
+        &["latest,", ",latest", "a b", "$(id)"],
+    ),
+    (
+        "new-digest",
+        &[
+            "$PROMOTED_DIGEST",
+            "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ],
+        &[
+            "latest",
+            "sha256:0123",
+            "sha256:0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef",
+            "$(id)",
+        ],
+    ),
+    (
+        "key",
+        &[
+            "env://COSIGN_PRIVATE_KEY",
+            "cosign.key",
+            "$COSIGN_PRIVATE_KEY",
+            "/builds/x/cosign.key",
+        ],
+        &["a b", "$(cat /etc/passwd)", "a;b"],
+    ),
+    (
+        "sign-key",
+        &["env://COSIGN_PRIVATE_KEY", "keys/cosign.key"],
+        &["a b", "`id`"],
+    ),
+    (
+        "config-repo-url",
+        &[
+            "$CONFIG_REPO_URL",
+            "https://gitlab.example.com/acme/config.git",
+            "http://127.0.0.1:8080/x.git",
+        ],
+        &[
+            "https://user:pw@gitlab.example.com/x.git",
+            "a b",
+            "$(id)",
+            "https://x/?a=b&c",
+        ],
+    ),
+    (
+        "server",
+        &["$ARGOCD_SERVER", "https://argocd.example.com:8443"],
+        &["a b", "$(id)"],
+    ),
+    ("argocd-server", &["$ARGOCD_SERVER"], &["a;b"]),
+    (
+        "config-repo-branch",
+        &["main", "release/1.x", "$CI_DEFAULT_BRANCH"],
+        &["a b", "$(id)", "a;b"],
+    ),
+    (
+        "paths",
+        &["", "apps/sensor-app", "apps/a,apps/b", "."],
+        &["apps/a,", ",apps/a", "apps/a,,apps/b", "a b", "$(id)"],
+    ),
+    (
+        "manifest-paths",
+        &["", "apps/sensor-app/overlays/pi-lab"],
+        &["apps,", "a b"],
+    ),
+    (
+        "order-key",
+        &["$CI_PIPELINE_IID", "42", ""],
+        &["a b", "$(id)"],
+    ),
+    (
+        "app",
+        &["$CI_PROJECT_NAME", "sensor-app", "a,b"],
+        &["a,", "a b", "$(id)"],
+    ),
+    ("argocd-app", &["sensor-app-pi-lab"], &["a;b"]),
+    (
+        "revision",
+        &[
+            "$BUMP_MANIFEST_COMMIT",
+            "",
+            "0123456789abcdef0123456789abcdef01234567",
+        ],
+        &["main", "0123", "$(id)"],
+    ),
+    (
+        "timeout",
+        &["10m", "1h30m", "90s", "500ms", "90"],
+        &["10 m", "ten", "10d", ""],
+    ),
+    ("deploy-timeout", &["10m"], &["$(id)"]),
+    (
+        "environment",
+        &["production", "pi-lab", "$CI_COMMIT_REF_SLUG"],
+        &["a;b", "$(id)", ""],
+    ),
+];
+
+#[test]
+fn every_template_regex_accepts_and_refuses_its_examples() {
+    let mut checked = 0;
+    for path in template_files() {
+        let what = path.display().to_string();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let docs = yaml_documents(&text, &what);
+        for (name, spec) in docs[0]["spec"]["inputs"].as_object().unwrap() {
+            let Some(re) = spec["regex"].as_str() else {
+                continue;
+            };
+            let (_, ok, bad) = REGEX_EXAMPLES
+                .iter()
+                .find(|(n, _, _)| n == name)
+                .unwrap_or_else(|| panic!("{what}: input {name} has a regex but no examples here"));
+            for v in *ok {
+                let v = v.replace("\\n", "\n");
+                assert!(
+                    simple_regex_matches(re, &v),
+                    "{what}: {name} refuses {v:?} ({re})"
+                );
+            }
+            for v in *bad {
+                let v = v.replace("\\n", "\n");
+                assert!(
+                    !simple_regex_matches(re, &v),
+                    "{what}: {name} accepts {v:?} ({re})"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 30, "only {checked} regexes checked");
+}
+
 #[test]
 fn the_regex_checker_accepts_and_refuses() {
-    let re = r"^([0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?|\$\{?[A-Za-z_][A-Za-z0-9_]*\}?)$";
-    for ok in [
-        "0.1.0",
-        "1.22.333-rc.1",
-        "$CI_COMMIT_SHORT_SHA",
-        "${VERSION}",
-    ] {
-        assert!(simple_regex_matches(re, ok), "{ok}");
-    }
-    for bad in ["latest", "1.0", "$", "0.1.0 ", "v1.0.0"] {
-        assert!(!simple_regex_matches(re, bad), "{bad}");
-    }
-    let platforms = r"^[a-z0-9]+/[a-z0-9_]+(/v[0-9]+)?(,[a-z0-9]+/[a-z0-9_]+(/v[0-9]+)?)*$";
-    assert!(simple_regex_matches(
-        platforms,
-        "linux/arm64,linux/amd64,linux/arm/v7"
-    ));
-    assert!(!simple_regex_matches(platforms, "linux/arm64,"));
+    // The helper itself: anchors, alternation, bounded repetition.
     assert!(simple_regex_matches(r"^(a{0,2}(,b)*)?$", ""));
     assert!(!simple_regex_matches(r"^a{0,2}$", "aaa"));
+    assert!(simple_regex_matches(r"^(x|y)+$", "xyx"));
+    assert!(!simple_regex_matches(r"^(x|y)+$", "xz"));
 }

@@ -214,9 +214,8 @@ fn the_sensor_app_pipeline_is_only_the_gitops_iot_include_and_its_inputs() {
         merged["notify-argocd"]["resource_group"],
         format!("argocd-{}", inputs["environment"].as_str().unwrap())
     );
-    assert!(
-        merged["build-image"]["script"]
-            .to_string()
-            .contains("linux/arm64,linux/amd64")
+    assert_eq!(
+        merged["build-image"]["variables"]["SECDELIV_PLATFORMS"],
+        "linux/arm64,linux/amd64"
     );
 }
