@@ -199,6 +199,7 @@ pub struct HttpServer {
     pub requests: Arc<AtomicUsize>,
     tls: bool,
     log: Log,
+    runtime: tokio::runtime::Handle,
     shutdown: Option<tokio::sync::watch::Sender<bool>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -296,6 +297,7 @@ impl HttpServer {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let handler = Arc::new(handler);
         let (count, log2) = (requests.clone(), log.clone());
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(format!("harness-http-{port}"))
             .spawn(move || {
@@ -307,17 +309,20 @@ impl HttpServer {
                     .enable_all()
                     .build()
                     .expect("runtime");
+                let _ = handle_tx.send(rt.handle().clone());
                 rt.block_on(accept_loop(
                     listener, acceptor, stop_rx, handler, count, log2, buffered,
                 ));
                 rt.shutdown_background();
             })
             .expect("spawn server thread");
+        let runtime = handle_rx.recv().expect("server runtime");
         HttpServer {
             port,
             requests,
             tls: tls.is_some(),
             log,
+            runtime,
             shutdown: Some(stop_tx),
             thread: Some(thread),
         }
@@ -336,6 +341,15 @@ impl HttpServer {
     pub fn base_url(&self) -> String {
         let scheme = if self.tls { "https" } else { "http" };
         format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs a background task (e.g. a simulator's controller) on the
+    /// server's runtime; it is dropped when the server stops.
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.runtime.spawn(task);
     }
 
     /// Every request received so far, in arrival order.
@@ -565,6 +579,70 @@ mod tests {
         assert!(reset.is_err(), "{reset:?}");
         let paths: Vec<String> = srv.received().into_iter().map(|r| r.path).collect();
         assert_eq!(paths, ["/x", "/reset"]);
+    }
+
+    #[test]
+    fn background_tasks_run_on_the_server_runtime_until_it_stops() {
+        let srv = HttpServer::start(|_| Response::new(200, ""));
+        let (tx, rx) = std::sync::mpsc::channel();
+        srv.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(Duration::from_secs(5)).expect("task ran");
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        srv.spawn(async move {
+            let _tx = tx;
+            std::future::pending::<()>().await;
+        });
+        drop(srv);
+        // The task (and its sender) is gone with the server.
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
+        );
+    }
+
+    /// Sends raw bytes and reads until the server closes.
+    fn raw(port: u16, request: &[u8]) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(request).unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn hand_written_clients_get_whole_answers_and_the_connection_closed() {
+        let srv = HttpServer::start(|req| {
+            Response::new(200, format!("got {} bytes", req.body.len()))
+                .with_header("Content-Length", "999")
+        });
+        // Content-Length body, `Connection: close`: read to EOF.
+        let out = raw(
+            srv.port,
+            b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+        );
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        assert!(out.contains("content-length: 11\r\n"), "{out}");
+        assert!(out.ends_with("\r\n\r\ngot 5 bytes"), "{out}");
+        // Chunked body.
+        let out = raw(
+            srv.port,
+            b"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+        );
+        assert!(out.ends_with("got 5 bytes"), "{out}");
+        // HEAD: the length, no body.
+        let out = raw(
+            srv.port,
+            b"HEAD /p HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        assert!(out.contains("content-length: 11\r\n"), "{out}");
+        assert!(out.ends_with("\r\n\r\n"), "{out}");
+        let bodies: Vec<usize> = srv.received().iter().map(|r| r.body.len()).collect();
+        assert_eq!(bodies, [5, 5, 0]);
     }
 
     #[test]
