@@ -1,4 +1,5 @@
-//! docker/: one Dockerfile per job image, with both ways to get the binary
+//! docker/: one Dockerfile per distinct job image (promote, sign and notify share
+//! `job.Dockerfile` with `--build-arg JOB=<job>`), with both ways to get the binary
 //! (compiled in a Rust builder, or prebuilt musl binaries for both
 //! architectures), a non-root user, CA certificates and the OCI labels.
 //! Building them is measured elsewhere (it needs the base images); this
@@ -33,13 +34,74 @@ fn instructions(text: &str) -> Vec<String> {
     out
 }
 
+/// The jobs whose images differ only by name share `docker/job.Dockerfile`
+/// (`--build-arg JOB=<job>`); scan-image (trivy) and bump-manifest (git) have their own.
+const SHARED: [&str; 3] = ["promote-image", "sign-image", "notify-argocd"];
+
+fn dockerfile(job: &str) -> String {
+    if SHARED.contains(&job) {
+        "docker/job.Dockerfile".into()
+    } else {
+        format!("docker/{job}.Dockerfile")
+    }
+}
+
+#[test]
+fn the_jobs_that_differ_only_by_name_share_one_dockerfile() {
+    let mut files: Vec<String> = std::fs::read_dir(root().join("docker"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with("Dockerfile"))
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "bump-manifest.Dockerfile",
+            "job.Dockerfile",
+            "scan-image.Dockerfile"
+        ]
+    );
+    let text = std::fs::read_to_string(root().join("docker/job.Dockerfile")).unwrap();
+    let ins = instructions(&text);
+    // JOB has no default, and a build without a known JOB stops with a cause.
+    assert!(ins.iter().any(|i| i == "ARG JOB"));
+    assert!(!ins.iter().any(|i| i.starts_with("ARG JOB=")));
+    let guard = ins
+        .iter()
+        .find(|i| i.starts_with("RUN case \"${JOB}\" in"))
+        .expect("a JOB check");
+    for job in SHARED {
+        assert!(guard.contains(job), "{job} is not accepted by {guard}");
+    }
+    // The project's pipeline builds the three images from it.
+    let ci = std::fs::read_to_string(root().join(".gitlab-ci.yml")).unwrap();
+    for job in SHARED {
+        assert!(
+            ci.contains(&format!("JOB={job} ")),
+            ".gitlab-ci.yml does not build {job} with JOB={job}"
+        );
+    }
+}
+
 #[test]
 fn every_job_image_has_both_build_paths_a_non_root_user_and_oci_labels() {
     for job in JOBS {
-        let path = root().join(format!("docker/{job}.Dockerfile"));
+        let shared = SHARED.contains(&job);
+        let path = root().join(dockerfile(job));
         let text =
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let ins = instructions(&text);
+        // The shared file as `--build-arg JOB=<job>` makes it.
+        let ins: Vec<String> = instructions(&text)
+            .into_iter()
+            .map(|i| {
+                if shared && !i.starts_with("ARG ") {
+                    i.replace("${JOB}", job)
+                } else {
+                    i
+                }
+            })
+            .collect();
         let froms: Vec<&String> = ins.iter().filter(|i| i.starts_with("FROM ")).collect();
         let has = |needle: &str| ins.iter().any(|i| i.contains(needle));
 
@@ -118,11 +180,26 @@ fn every_job_image_has_both_build_paths_a_non_root_user_and_oci_labels() {
                 "{job}: no org.opencontainers.image.{label}"
             );
         }
-        assert!(
-            fin.iter()
-                .any(|i| *i == format!("ENTRYPOINT [\"/usr/local/bin/{job}\"]")),
-            "{job}: entrypoint"
-        );
+        if shared {
+            // An exec-form ENTRYPOINT cannot expand ${JOB}: a fixed symlink to the binary.
+            assert!(
+                fin.iter()
+                    .any(|i| i == "ENTRYPOINT [\"/usr/local/bin/secdeliv-job\"]"),
+                "{job}: entrypoint"
+            );
+            assert!(
+                has(&format!(
+                    "ln -s \"{job}\" /rootfs/usr/local/bin/secdeliv-job"
+                )),
+                "{job}: the entrypoint symlink"
+            );
+        } else {
+            assert!(
+                fin.iter()
+                    .any(|i| *i == format!("ENTRYPOINT [\"/usr/local/bin/{job}\"]")),
+                "{job}: entrypoint"
+            );
+        }
         match job {
             "scan-image" => {
                 let f = &ins[last_from];
