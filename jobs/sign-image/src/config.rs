@@ -100,7 +100,7 @@ pub enum ConfigError {
     /// Credential discovery (a lone `DOCKERHUB_USERNAME`, a malformed docker
     /// `config.json`).
     #[error(transparent)]
-    Credentials(#[from] registry::Error),
+    Credentials(Box<registry::Error>),
     #[error("--output-key-prefix is empty")]
     EmptyPrefix,
     #[error(
@@ -108,6 +108,12 @@ pub enum ConfigError {
         .0.display()
     )]
     KeyFileExists(PathBuf),
+}
+
+impl From<registry::Error> for ConfigError {
+    fn from(e: registry::Error) -> Self {
+        ConfigError::Credentials(Box::new(e))
+    }
 }
 
 impl From<ConfigError> for UsageError {

@@ -15,12 +15,12 @@ pub enum Error {
     /// 4xx/5xx after retries (exit 3), or a request timed out (exit 4); the
     /// registry crate decides which.
     #[error(transparent)]
-    Registry(#[from] registry::Error),
+    Registry(Box<registry::Error>),
     #[error("resolving tag {image} to a digest")]
     ResolveTag {
         image: String,
         #[source]
-        source: registry::Error,
+        source: Box<registry::Error>,
     },
     /// `--platform` names a platform the index does not have.
     #[error("{image} has no {platform} manifest (it has: {have})")]
@@ -44,7 +44,7 @@ pub enum Error {
     Payload {
         layer: String,
         #[source]
-        source: registry::Error,
+        source: Box<registry::Error>,
     },
     /// generate-key-pair: a key could not be made or encoded.
     #[error(transparent)]
@@ -58,6 +58,12 @@ pub enum Error {
     /// kit's atomic writer (the public key file).
     #[error(transparent)]
     Write(kit::JobError),
+}
+
+impl From<registry::Error> for Error {
+    fn from(e: registry::Error) -> Self {
+        Error::Registry(Box::new(e))
+    }
 }
 
 impl kit::job::Failure for Error {

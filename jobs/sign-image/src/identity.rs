@@ -116,20 +116,25 @@ pub enum IdentityRule {
 /// Why a payload's identity is not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdentityMismatch {
-    #[error(
-        "signed for {named}, not for {verified}{} (a signature made for another repository; if that repository is a name of this image, accept it with --identity {normalized})",
-        also_text(.also)
-    )]
-    Other {
-        /// The payload's docker-reference, as written.
-        named: String,
-        /// Its normalized form.
-        normalized: Repository,
-        verified: Repository,
-        also: Vec<Repository>,
-    },
+    #[error(transparent)]
+    Other(Box<OtherRepository>),
     #[error("the payload's docker-reference {named:?} is not a repository name: {reason}")]
     Malformed { named: String, reason: String },
+}
+
+/// The payload names a repository verify does not accept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "signed for {named}, not for {verified}{} (a signature made for another repository; if that repository is a name of this image, accept it with --identity {normalized})",
+    also_text(.also)
+)]
+pub struct OtherRepository {
+    /// The payload's docker-reference, as written.
+    pub named: String,
+    /// Its normalized form.
+    pub normalized: Repository,
+    pub verified: Repository,
+    pub also: Vec<Repository>,
 }
 
 fn also_text(also: &[Repository]) -> String {
@@ -166,12 +171,12 @@ impl IdentityRule {
         if normalized == *verified || also.contains(&normalized) {
             return Ok(());
         }
-        Err(IdentityMismatch::Other {
+        Err(IdentityMismatch::Other(Box::new(OtherRepository {
             named: named.to_string(),
             normalized,
             verified: verified.clone(),
             also: also.clone(),
-        })
+        })))
     }
 }
 

@@ -56,10 +56,10 @@ async fn resolve(
         if image.digest.is_none() && image.tag.is_some() {
             Error::ResolveTag {
                 image: image.pinned(),
-                source: e,
+                source: Box::new(e),
             }
         } else {
-            Error::Registry(e)
+            Error::from(e)
         }
     })?;
     joblog::info(format!(
@@ -418,7 +418,7 @@ async fn verify_digest(
                 let why = Rejection::Unreadable(e.to_string());
                 unreadable.get_or_insert(Error::Payload {
                     layer: short(&layer.digest).to_string(),
-                    source: e,
+                    source: Box::new(e),
                 });
                 Some(why)
             }

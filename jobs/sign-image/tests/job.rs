@@ -171,7 +171,9 @@ fn exit_2_before_any_request() {
     let k = keys(dir.path(), "k", "the-right-password");
     let key = k.key_path.to_str().unwrap();
     let public = k.pub_path.to_str().unwrap();
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, String)> = vec![
+    /// Arguments, environment, the whole cause (a regex).
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, String);
+    let cases: Vec<Case<'_>> = vec![
         (
             vec!["sign", img, "--key", key],
             vec![("COSIGN_PASSWORD", "a-wrong-password")],
