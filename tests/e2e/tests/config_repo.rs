@@ -906,82 +906,52 @@ fn job_bin(name: &str, var: &str) -> Option<PathBuf> {
     .find(|p| p.is_file())
 }
 
-/// The real bump-manifest (`BUMP_MANIFEST_BIN=none` forces the in-test edit).
-fn bump_manifest_bin() -> Option<PathBuf> {
-    if std::env::var_os("BUMP_MANIFEST_BIN").is_some_and(|v| v == "none") {
-        return None;
-    }
-    job_bin("bump-manifest", "BUMP_MANIFEST_BIN")
-}
-
-/// Sets `newTag`/`digest` of every `images:` entry naming `image` in the
-/// overlays' kustomizations (bump-manifest's kustomize layout), re-serialized.
-fn edit_like_bump_manifest(root: &Path, image: &str, tag: &str, digest: &str, only: Option<&str>) {
-    for dir in overlay_dirs(root) {
-        if only.is_some_and(|o| !dir.ends_with(o)) {
-            continue;
-        }
-        let path = dir.join("kustomization.yaml");
-        let mut k: serde_yaml_ng::Value =
-            serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        for e in k["images"].as_sequence_mut().into_iter().flatten() {
-            let name = e["newName"]
-                .as_str()
-                .or(e["name"].as_str())
-                .unwrap_or_default();
-            if normalize(name) == normalize(image) {
-                e["newTag"] = tag.into();
-                e["digest"] = digest.into();
-            }
-        }
-        std::fs::write(&path, serde_yaml_ng::to_string(&k).unwrap()).unwrap();
-    }
+/// The real bump-manifest; missing is a failed test saying how to build it
+/// (the bump tests judge the job, so they never do its edit themselves).
+fn bump_manifest_bin() -> PathBuf {
+    job_bin("bump-manifest", "BUMP_MANIFEST_BIN").unwrap_or_else(|| {
+        panic!(
+            "bump-manifest binary not found: build it (`cargo build -p bump-manifest --bins`), \
+             or set BUMP_MANIFEST_BIN or SECDELIV_BIN_DIR"
+        )
+    })
 }
 
 /// A copy of the config repo in a working tree; [`Config::bump`] runs the
 /// real bump-manifest against a bare clone of it (push mode) and pulls the
-/// result back, or does the same edit itself when the binary is not built.
+/// result back.
 struct Config {
     _tmp: tempfile::TempDir,
     dir: PathBuf,
     bare: PathBuf,
-    bin: Option<PathBuf>,
+    bin: PathBuf,
 }
 
 impl Config {
     fn new(edit: impl FnOnce(&Path)) -> Config {
+        let bin = bump_manifest_bin();
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("work");
         copy_tree(&config_repo(), &dir);
         edit(&dir);
         let bare = tmp.path().join("config.git");
-        let bin = bump_manifest_bin();
-        match &bin {
-            Some(b) => {
-                eprintln!("bumping with the real {}", b.display());
-                git(&dir, &["init", "-q", "-b", "main"]);
-                git(&dir, &["add", "-A"]);
-                git(
-                    &dir,
-                    &[
-                        "-c",
-                        "user.name=t",
-                        "-c",
-                        "user.email=t@example.com",
-                        "commit",
-                        "-q",
-                        "-m",
-                        "seed",
-                    ],
-                );
-                git(tmp.path(), &["clone", "-q", "--bare", "work", "config.git"]);
-            }
-            None => eprintln!(
-                "bump-manifest binary not found (set BUMP_MANIFEST_BIN or SECDELIV_BIN_DIR, or \
-                 `cargo build -p bump-manifest`): doing its kustomize edit here instead \
-                 (newTag and digest of the overlays' images: entries)"
-            ),
-        }
+        eprintln!("bumping with the real {}", bin.display());
+        git(&dir, &["init", "-q", "-b", "main"]);
+        git(&dir, &["add", "-A"]);
+        git(
+            &dir,
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@example.com",
+                "commit",
+                "-q",
+                "-m",
+                "seed",
+            ],
+        );
+        git(tmp.path(), &["clone", "-q", "--bare", "work", "config.git"]);
         Config {
             _tmp: tmp,
             dir,
@@ -991,37 +961,17 @@ impl Config {
     }
 
     /// bump-manifest --image IMAGE --new-tag TAG --new-digest DIGEST
-    /// [--path OVERLAY]; returns the files the commit changed (None when
-    /// the edit was done in the test).
-    fn bump(
-        &self,
-        image: &str,
-        tag: &str,
-        digest: &str,
-        overlay: Option<&str>,
-    ) -> Option<Vec<String>> {
-        let Some(bin) = &self.bin else {
-            edit_like_bump_manifest(&self.dir, image, tag, digest, overlay);
-            return None;
-        };
-        let mut c = Command::new(bin);
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self._tmp.path())
+    /// [--path OVERLAY]; returns the files the commit changed.
+    fn bump(&self, image: &str, tag: &str, digest: &str, overlay: Option<&str>) -> Vec<String> {
+        let mut job = harness::job::Job::new(&self.bin, self._tmp.path())
             .arg("--repo")
             .arg(&self.bare)
             .args(["--branch", "main", "--image", image])
             .args(["--new-tag", tag, "--new-digest", digest]);
         if let Some(o) = overlay {
-            c.args(["--path", &format!("{OVERLAYS}/{o}")]);
+            job = job.args(["--path", &format!("{OVERLAYS}/{o}")]);
         }
-        let out = c.output().unwrap();
-        assert!(
-            out.status.success(),
-            "bump-manifest failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        job.run().assert_success();
         git(
             &self.dir,
             &[
@@ -1033,7 +983,7 @@ impl Config {
             ],
         );
         let changed = git(&self.bare, &["diff", "--name-only", "main~1", "main"]);
-        Some(changed.lines().map(String::from).collect())
+        changed.lines().map(String::from).collect()
     }
 }
 
@@ -1056,45 +1006,63 @@ fn every_overlay_renders_a_presync_hook_that_verifies_the_deployed_image() {
     }
     let images = check_all_overlays(&root).unwrap_or_else(|p| panic!("{}", p.join("\n")));
     for (overlay, image) in &images {
-        let pinned = images_entry(&root.join(OVERLAYS).join(overlay))
-            .unwrap()
+        // Every shipped overlay is pinned: the hook verifies the digest the kubelet pulls.
+        let entry = images_entry(&root.join(OVERLAYS).join(overlay)).unwrap();
+        let digest = entry
             .get("digest")
-            .is_some();
-        if pinned {
-            assert!(
-                image.contains("@sha256:"),
-                "{overlay}: {image} is not by digest"
-            );
-        } else {
-            eprintln!(
-                "note: {overlay} pins a tag only ({image}): its hook verifies what the tag points at when it runs; \
-                 the next bump-manifest with --new-digest pins it"
-            );
-        }
+            .and_then(|d| d.as_str())
+            .unwrap_or_default();
+        assert!(
+            digest.len() == 71 && digest.starts_with("sha256:"),
+            "{overlay}: its images: entry pins no sha256 digest ({entry:?})"
+        );
+        assert!(
+            image.ends_with(&format!("@{digest}")),
+            "{overlay}: {image} is not by digest"
+        );
         eprintln!("{overlay}: Deployment and PreSync hook both reference {image}");
     }
-    assert!(
-        images.values().filter(|i| i.contains("@sha256:")).count() >= 2,
-        "{images:?}"
-    );
+    assert!(images.len() >= 3, "{images:?}");
+    // An Argo CD kustomize.images override replaces the overlay's entry: pinned too.
+    let mut overrides = 0;
+    for e in std::fs::read_dir(root.join("argocd")).unwrap() {
+        let path = e.unwrap().path();
+        for doc in read_yaml(&path).unwrap() {
+            for img in doc["spec"]["source"]["kustomize"]["images"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let img = img.as_str().unwrap();
+                assert!(
+                    regex::Regex::new(r"@sha256:[0-9a-f]{64}$")
+                        .unwrap()
+                        .is_match(img),
+                    "{}: kustomize.images override {img} is not pinned by digest",
+                    path.display()
+                );
+                overrides += 1;
+            }
+        }
+    }
+    assert!(overrides >= 1, "no kustomize.images override checked");
 }
 
 #[test]
 fn bump_manifest_moves_the_deployment_and_the_hook_to_the_new_digest_together() {
     let cfg = Config::new(|_| {});
     let before = check_all_overlays(&cfg.dir).unwrap_or_else(|p| panic!("{}", p.join("\n")));
-    if let Some(changed) = cfg.bump("acmeiot/sensor-app", "2.0.0", NEW_DIGEST, None) {
-        for o in ["pi-lab", "pi-fleet-north", "pi-fleet-south"] {
-            let f = format!("{OVERLAYS}/{o}/kustomization.yaml");
-            assert!(changed.contains(&f), "{f} not bumped: {changed:?}");
-        }
-        assert!(
-            !changed
-                .iter()
-                .any(|l| l.contains("presync-verify") || l.contains("/base/")),
-            "the hook and the base must need no edit: {changed:?}"
-        );
+    let changed = cfg.bump("acmeiot/sensor-app", "2.0.0", NEW_DIGEST, None);
+    for o in ["pi-lab", "pi-fleet-north", "pi-fleet-south"] {
+        let f = format!("{OVERLAYS}/{o}/kustomization.yaml");
+        assert!(changed.contains(&f), "{f} not bumped: {changed:?}");
     }
+    assert!(
+        !changed
+            .iter()
+            .any(|l| l.contains("presync-verify") || l.contains("/base/")),
+        "the hook and the base must need no edit: {changed:?}"
+    );
     let after = check_all_overlays(&cfg.dir).unwrap_or_else(|p| panic!("{}", p.join("\n")));
     assert_eq!(after.len(), before.len());
     for (overlay, image) in &after {
