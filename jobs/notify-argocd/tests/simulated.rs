@@ -985,9 +985,13 @@ fn simulated_insecure_warns() {
 }
 
 fn tls_sim(dir: &std::path::Path) -> (ArgoSim, String) {
-    let (id, ca) = harness::argocd_sim::self_signed(dir);
+    // A test CA and server certificate from rcgen (harness::tls).
+    let (id, ca) = harness::tls::self_signed(dir);
     let mut cfg = SimConfig::new(TOKEN, vec![SimApp::new("sensor")]);
-    cfg.tls = Some(id);
+    cfg.tls = Some(harness::argocd_sim::TlsIdentity {
+        cert_pem: id.cert_pem,
+        key_pem: id.key_pem,
+    });
     (ArgoSim::start(cfg), ca.to_string_lossy().into_owned())
 }
 
