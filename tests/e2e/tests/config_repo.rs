@@ -1025,6 +1025,7 @@ fn every_overlay_renders_a_presync_hook_that_verifies_the_deployed_image() {
     assert!(images.len() >= 3, "{images:?}");
     // An Argo CD kustomize.images override replaces the overlay's entry: pinned too.
     let mut overrides = 0;
+    let pinned = regex::Regex::new(r"@sha256:[0-9a-f]{64}$").unwrap();
     for e in std::fs::read_dir(root.join("argocd")).unwrap() {
         let path = e.unwrap().path();
         for doc in read_yaml(&path).unwrap() {
@@ -1035,9 +1036,7 @@ fn every_overlay_renders_a_presync_hook_that_verifies_the_deployed_image() {
             {
                 let img = img.as_str().unwrap();
                 assert!(
-                    regex::Regex::new(r"@sha256:[0-9a-f]{64}$")
-                        .unwrap()
-                        .is_match(img),
+                    pinned.is_match(img),
                     "{}: kustomize.images override {img} is not pinned by digest",
                     path.display()
                 );
