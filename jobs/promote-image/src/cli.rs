@@ -16,8 +16,9 @@ Examples:
   promote-image registry.example.com/staging/app:abc123 registry.example.com/prod/app --tag v2
 
 Output: DST@sha256:... on stdout, PROMOTED_IMAGE and PROMOTED_DIGEST in the dotenv file.
-Exit codes: 0 done (or already there), 2 bad flag or image reference, 3 registry or
-network error after retries (missing image, auth, 4xx/5xx).";
+Exit codes: 0 done (or already there), 2 bad flag, image reference or --platform not in
+SRC, 3 registry or network error after retries (missing image, auth, 4xx/5xx, credentials
+refused to another origin), 4 a request timed out.";
 
 /// Copy an image's digest, byte for byte, to another registry or repository.
 ///
@@ -110,36 +111,14 @@ pub struct Args {
     /// Tries per request (first included) on connect errors, resets, 429, 502, 503, 504.
     #[arg(long, env = "PROMOTE_RETRIES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20), value_name = "N")]
     pub retries: u32,
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn flags_parse_and_every_flag_has_an_env_var() {
-        Args::command().debug_assert();
-        for a in Args::command().get_arguments() {
-            if ["help", "version"].contains(&a.get_id().as_str()) {
-                continue;
-            }
-            assert!(a.get_env().is_some(), "{} has no env var", a.get_id());
-        }
-        let a = Args::try_parse_from([
-            "promote-image",
-            "a:1",
-            "b",
-            "--tag",
-            "x",
-            "-t",
-            "y",
-            "--insecure-registry",
-            "h:5000",
-        ])
-        .unwrap();
-        assert_eq!(a.tags, vec!["x", "y"]);
-        assert_eq!(a.parallel, 4);
-        assert!(Args::try_parse_from(["promote-image", "a", "b", "--parallel", "0"]).is_err());
-    }
+    /// Longest wait for one request (plus the time its bytes take at 512 kB/s); past it the
+    /// request is retried, and when tries run out the job exits 4. E.g. `90s`, `5m`.
+    #[arg(
+        long,
+        env = "PROMOTE_REQUEST_TIMEOUT",
+        default_value = "2m",
+        value_name = "DURATION"
+    )]
+    pub request_timeout: String,
 }

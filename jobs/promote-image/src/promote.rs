@@ -6,61 +6,16 @@ use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, TryStreamExt, stream};
 use kit::credentials::Credentials;
-use kit::dotenv::Dotenv;
 use kit::env::Env;
-use kit::http::RetryPolicy;
 use kit::joblog::{Section, info};
-use kit::reference::{Digest, ImageRef};
-use kit::{JobError, JobResult};
+use kit::reference::Digest;
 use registry::{
-    BlobCopy, ClientOptions, Contents, Descriptor, Manifest, Registry, Stats, credentials_for,
+    BlobCopy, ClientOptions, Contents, Descriptor, Manifest, Registry, RegistryEnv, Stats,
+    credentials_for_with,
 };
 
-use crate::cli::Args;
-
-/// What a promotion needs, independent of how flags were read.
-#[derive(Debug, Clone)]
-pub struct Options {
-    pub src: String,
-    pub dst: String,
-    pub tags: Vec<String>,
-    pub src_credentials: Option<Credentials>,
-    pub dst_credentials: Option<Credentials>,
-    pub insecure_registries: Vec<String>,
-    pub platforms: Vec<String>,
-    pub parallel: usize,
-    pub retry: RetryPolicy,
-}
-
-impl Options {
-    /// From parsed flags; a half credential pair is a usage error.
-    pub fn from_args(a: &Args) -> JobResult<Options> {
-        Ok(Options {
-            src: a.src.clone(),
-            dst: a.dst.clone(),
-            tags: a.tags.clone(),
-            src_credentials: Credentials::from_pair(
-                a.src_username.as_deref(),
-                a.src_password.as_ref(),
-                "--src-username",
-                "--src-password",
-            )?,
-            dst_credentials: Credentials::from_pair(
-                a.dst_username.as_deref(),
-                a.dst_password.as_ref(),
-                "--dst-username",
-                "--dst-password",
-            )?,
-            insecure_registries: a.insecure_registries.clone(),
-            platforms: a.platform.clone(),
-            parallel: a.parallel.into(),
-            retry: RetryPolicy {
-                attempts: a.retries,
-                ..RetryPolicy::default()
-            },
-        })
-    }
-}
+use crate::config::Config;
+use crate::error::Error;
 
 /// Blob outcomes.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +29,7 @@ pub struct BlobTally {
 
 /// What a promotion did.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub struct Report {
     /// `DST-name@sha256:…`
     pub reference: String,
     pub digest: Digest,
@@ -94,7 +49,7 @@ pub struct Outcome {
     pub elapsed: Duration,
 }
 
-impl Outcome {
+impl Report {
     /// Requests sent to registries and token endpoints, both sides.
     pub fn requests(&self) -> u64 {
         if self.shared_client {
@@ -105,69 +60,51 @@ impl Outcome {
     }
 }
 
-/// The job: flags → promotion → stdout line and dotenv.
-pub fn run(args: &Args, env: &dyn Env) -> JobResult<()> {
-    let options = Options::from_args(args)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| JobError::remote(format!("cannot start the async runtime: {e}")))?;
-    let outcome = rt.block_on(promote(&options, env))?;
-    if !args.dotenv.as_os_str().is_empty() {
-        let mut d = Dotenv::new();
-        d.set("PROMOTED_IMAGE", &outcome.reference)?;
-        d.set("PROMOTED_DIGEST", &outcome.digest)?;
-        d.write(&args.dotenv)?;
-    }
-    println!("{}", outcome.reference);
-    Ok(())
-}
-
 /// Copies SRC's digest to DST. See the crate docs.
-pub async fn promote(o: &Options, env: &dyn Env) -> JobResult<Outcome> {
+pub async fn promote(o: &Config, env: &dyn Env) -> Result<Report, Error> {
     let started = Instant::now();
-    let src = ImageRef::parse(&o.src).map_err(|e| JobError::usage(format!("SRC: {e}")))?;
-    let dst = ImageRef::parse(&o.dst).map_err(|e| JobError::usage(format!("DST: {e}")))?;
-    if dst.digest.is_some() {
-        return Err(JobError::usage(format!(
-            "DST {} has a digest; give DST as registry/repository[:tag] (its digest will be SRC's)",
-            o.dst
-        )));
-    }
-    let mut tags: Vec<String> = Vec::new();
-    for t in dst.tag.iter().chain(o.tags.iter()) {
-        ImageRef::parse(&format!("{}:{t}", dst.name()))
-            .map_err(|e| JobError::usage(format!("--tag {t:?}: {e}")))?;
-        if !tags.contains(t) {
-            tags.push(t.clone());
-        }
-    }
-
+    let (src, dst, tags) = (&o.src, &o.dst, &o.tags);
     let client_opts = ClientOptions {
         insecure_registries: o.insecure_registries.clone(),
         retry: o.retry,
+        base_timeout: Some(o.request_timeout),
         ..Default::default()
     };
-    let src_creds = credentials_for("source", &src.registry, o.src_credentials.clone(), env)?;
-    let dst_creds = credentials_for("destination", &dst.registry, o.dst_credentials.clone(), env)?;
+    // REGISTRY_USER/REGISTRY_PASSWORD serve the host they are bound to;
+    // unbound, the source only: never the destination by default.
+    let src_creds = credentials_for_with(
+        "source",
+        &src.registry,
+        o.src_credentials.clone(),
+        env,
+        RegistryEnv::DefaultRegistry,
+    )?;
+    let dst_creds = credentials_for_with(
+        "destination",
+        &dst.registry,
+        o.dst_credentials.clone(),
+        env,
+        RegistryEnv::OnlyWhenBound,
+    )?;
     let same_login = src.registry == dst.registry && same_credentials(&src_creds, &dst_creds);
-    let src_reg = Registry::for_image(&src, src_creds, &client_opts, env)?;
+    let src_reg =
+        Registry::for_image(src, src_creds, &client_opts, env).map_err(registry::Error::from)?;
     let dst_reg = if same_login {
         src_reg.clone()
     } else {
-        Registry::for_image(&dst, dst_creds, &client_opts, env)?
+        Registry::for_image(dst, dst_creds, &client_opts, env).map_err(registry::Error::from)?
     };
 
     // 1. Resolve SRC once: one GET of the manifest; its digest is the sha256 of those bytes.
-    let reference = registry::reference_of(&src);
+    let reference = registry::reference_of(src);
     let top = src_reg
         .manifest(&src.repository, &reference)
         .await?
         .ok_or_else(|| {
-            JobError::remote(format!(
-                "{} not found",
-                registry::display_ref(&src.registry, &src.repository, &reference)
+            registry::Error::NotFound(registry::display_ref(
+                &src.registry,
+                &src.repository,
+                &reference,
             ))
         })?;
     let digest = top.digest.clone();
@@ -202,7 +139,7 @@ pub async fn promote(o: &Options, env: &dyn Env) -> JobResult<Outcome> {
                 let (dst_reg, dst_repo, digest) = (&dst_reg, &dst.repository, &digest);
                 async move {
                     if &n.manifest.digest == digest {
-                        return Ok::<_, JobError>(Some(n));
+                        return Ok::<_, Error>(Some(n));
                     }
                     let have = dst_reg
                         .manifest_head(dst_repo, &n.manifest.digest.to_string())
@@ -254,7 +191,7 @@ pub async fn promote(o: &Options, env: &dyn Env) -> JobResult<Outcome> {
                             short(&b.digest),
                             human(b.size)
                         ));
-                        Ok::<_, JobError>((b, label, r))
+                        Ok::<_, Error>((b, label, r))
                     }
                 })
                 .buffer_unordered(o.parallel)
@@ -293,7 +230,7 @@ pub async fn promote(o: &Options, env: &dyn Env) -> JobResult<Outcome> {
     // 7. Tags, after everything they point at is in place.
     let mut tags_pushed = Vec::new();
     let mut tags_unchanged = Vec::new();
-    for t in &tags {
+    for t in tags {
         let current = dst_reg.manifest_head(&dst.repository, t).await?;
         if current.as_ref().is_some_and(|c| c.digest == digest) {
             tags_unchanged.push(t.clone());
@@ -307,7 +244,7 @@ pub async fn promote(o: &Options, env: &dyn Env) -> JobResult<Outcome> {
         tags_pushed.push(t.clone());
     }
 
-    let outcome = Outcome {
+    let report = Report {
         reference: out_ref,
         digest,
         already_present: already,
@@ -320,8 +257,8 @@ pub async fn promote(o: &Options, env: &dyn Env) -> JobResult<Outcome> {
         shared_client: same_login,
         elapsed: started.elapsed(),
     };
-    summary(&outcome);
-    Ok(outcome)
+    summary(&report);
+    Ok(report)
 }
 
 /// A manifest under the top one, with what it references.
@@ -339,15 +276,15 @@ async fn collect(
     repo: &str,
     top: Manifest,
     parallel: usize,
-) -> JobResult<Vec<Node>> {
+) -> Result<Vec<Node>, Error> {
     let mut out = Vec::new();
     let mut pending = vec![(top, "index".to_string(), 0usize)];
     // Depth-first post-order without recursion: expand, then emit parents last.
     let mut stack: Vec<Node> = Vec::new();
     while let Some((m, label, depth)) = pending.pop() {
         if depth > 4 {
-            return Err(JobError::remote(
-                "image indexes are nested more than 4 deep",
+            return Err(Error::Index(
+                "image indexes are nested more than 4 deep".into(),
             ));
         }
         let contents = m.contents()?;
@@ -361,14 +298,14 @@ async fn collect(
                 .map(|e| async move {
                     let d = e.descriptor.digest.to_string();
                     let m = reg.manifest(repo, &d).await?.ok_or_else(|| {
-                        JobError::remote(format!("the source index references {d}, which the source repository {repo} does not have"))
+                        Error::Index(format!("the source index references {d}, which the source repository {repo} does not have"))
                     })?;
                     let label = if e.attestation {
                         "attestation".to_string()
                     } else {
                         e.platform.clone().unwrap_or_else(|| "manifest".into())
                     };
-                    Ok::<_, JobError>((m, label))
+                    Ok::<_, Error>((m, label))
                 })
                 .buffered(parallel)
                 .try_collect()
@@ -399,7 +336,7 @@ async fn check_platforms(
     repo: &str,
     top: &Manifest,
     wanted: &[String],
-) -> JobResult<()> {
+) -> Result<(), Error> {
     if wanted.is_empty() {
         return Ok(());
     }
@@ -420,29 +357,29 @@ async fn check_platforms(
             .iter()
             .any(|h| h == w || h.starts_with(&format!("{w}/")))
         {
-            return Err(JobError::usage(format!(
-                "--platform {w}: the source image has no {w} manifest (it has: {})",
-                if have.is_empty() {
+            return Err(Error::Platform {
+                platform: w.to_string(),
+                have: if have.is_empty() {
                     "none".to_string()
                 } else {
                     have.join(", ")
-                }
-            )));
+                },
+            });
         }
     }
     Ok(())
 }
 
-/// `os/architecture` of an image config.
+/// `os/architecture` of an image config (`unknown` for what it lacks).
 fn config_platform(bytes: &[u8]) -> String {
-    let v: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
-    let field = |k: &str| {
-        v.get(k)
-            .and_then(|x| x.as_str())
-            .unwrap_or("unknown")
-            .to_string()
-    };
-    format!("{}/{}", field("os"), field("architecture"))
+    #[derive(serde::Deserialize, Default)]
+    struct Platform {
+        os: Option<String>,
+        architecture: Option<String>,
+    }
+    let p: Platform = serde_json::from_slice(bytes).unwrap_or_default();
+    let field = |v: Option<String>| v.unwrap_or_else(|| "unknown".into());
+    format!("{}/{}", field(p.os), field(p.architecture))
 }
 
 fn same_credentials(a: &Option<Credentials>, b: &Option<Credentials>) -> bool {
@@ -495,7 +432,7 @@ pub fn peak_memory() -> Option<u64> {
     Some(kb * 1024)
 }
 
-fn summary(o: &Outcome) {
+fn summary(o: &Report) {
     let sent = if o.shared_client {
         o.dst_stats.bytes_sent
     } else {
@@ -547,55 +484,5 @@ mod tests {
             "linux/arm64"
         );
         assert_eq!(config_platform(b"nope"), "unknown/unknown");
-    }
-
-    #[tokio::test]
-    async fn usage_errors_before_any_network() {
-        let env = kit::env::MapEnv::new([("DOCKER_CONFIG", "/nonexistent")]);
-        let base = Options {
-            src: "127.0.0.1:1/a:1".into(),
-            dst: "127.0.0.1:1/b".into(),
-            tags: vec![],
-            src_credentials: None,
-            dst_credentials: None,
-            insecure_registries: vec![],
-            platforms: vec![],
-            parallel: 1,
-            retry: RetryPolicy::default(),
-        };
-        let e = promote(
-            &Options {
-                src: "Bad Ref".into(),
-                ..base.clone()
-            },
-            &env,
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(e.kind, kit::ExitKind::Usage);
-        assert!(e.message.starts_with("SRC:"), "{}", e.message);
-        let d = format!("127.0.0.1:1/b@sha256:{}", "a".repeat(64));
-        let e = promote(
-            &Options {
-                dst: d,
-                ..base.clone()
-            },
-            &env,
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(e.kind, kit::ExitKind::Usage);
-        assert!(e.message.contains("has a digest"));
-        let e = promote(
-            &Options {
-                tags: vec!["-bad".into()],
-                ..base
-            },
-            &env,
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(e.kind, kit::ExitKind::Usage);
-        assert!(e.message.contains("--tag"));
     }
 }

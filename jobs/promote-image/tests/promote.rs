@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use harness::job::Run;
 use harness::registry::{
     BearerConfig, Fault, FaultRule, Gateway, GatewayOptions, ImageSpec, TestImage, TestRegistry,
     build_layout, free_port, push_image, push_layout, sha256_digest, skopeo_raw, try_skopeo_raw,
@@ -18,55 +19,30 @@ const DST_PASS: &str = "dst-Secret-pw-9";
 const READER_PASS: &str = "reader-Pw-31337";
 const PUSHER_PASS: &str = "pusher-Pw-27182";
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+const SECRETS: &[&str] = &[
+    DST_PASS,
+    "hub-token-xyz",
+    "wrong-pass-123",
+    "src-pass-4567",
+    "job-token-abc",
+    READER_PASS,
+    PUSHER_PASS,
+];
 
-/// Runs the binary with a clean environment plus `env`.
-fn promote(args: &[&str], env: &[(&str, &str)], dir: &Path) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_promote-image"));
-    cmd.env_clear()
-        .env("HOME", dir)
-        .env("DOCKER_CONFIG", dir.join("no-docker-config"))
+fn job(dir: &Path) -> harness::job::Job {
+    harness::job::Job::new(env!("CARGO_BIN_EXE_promote-image"), dir)
         .env("PROMOTE_DOTENV", dir.join("promote.env"))
         .env("PROMOTE_RETRIES", "4")
-        .current_dir(dir)
-        .args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    let r = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    if std::env::var_os("SHOW_JOB_LOG").is_some() {
-        eprintln!(
-            "$ promote-image {}\n--- exit {}\n{}{}",
-            args.join(" "),
-            r.code,
-            r.stdout,
-            r.stderr
-        );
-    }
-    for secret in [
-        DST_PASS,
-        "hub-token-xyz",
-        "wrong-pass-123",
-        "src-pass-4567",
-        "job-token-abc",
-        READER_PASS,
-        PUSHER_PASS,
-    ] {
-        assert!(
-            !r.stdout.contains(secret) && !r.stderr.contains(secret),
-            "secret leaked:\n{}\n{}",
-            r.stdout,
-            r.stderr
-        );
+}
+
+/// Runs the binary with a clean environment plus `env`; no secret may
+/// show in its output, in any form, nor in any file it wrote.
+fn promote(args: &[&str], env: &[(&str, &str)], dir: &Path) -> Run {
+    let r = job(dir).args(args).envs(env.iter().copied()).run();
+    r.assert_no_secret(SECRETS);
+    // What the job wrote (the test's own docker config.json is beside it).
+    if let Ok(text) = std::fs::read_to_string(dir.join("promote.env")) {
+        harness::job::assert_no_secret_in("promote.env", &text, SECRETS);
     }
     r
 }
@@ -642,32 +618,34 @@ fn layers_stream_with_bounded_memory() {
         ..Default::default()
     };
     let img = push_image(&src, "big/app", "1", &spec, None);
-    let r = promote(
-        &[
+    // The child's peak RSS measured from outside, by GNU time (wait4's
+    // rusage), not by the job's own summary.
+    let r = harness::job::Job::new("/usr/bin/time", tmp.path())
+        .args(["-f", "maxrss-kb=%M", env!("CARGO_BIN_EXE_promote-image")])
+        .args([
             &format!("{}/big/app:1", src.host()),
             &format!("{}/big/app:1", dst.host()),
             "--insecure-registry",
             &insecure(&[src.host(), dst.host()]),
-        ],
-        &[],
-        tmp.path(),
-    );
+        ])
+        .env("PROMOTE_DOTENV", tmp.path().join("promote.env"))
+        .run();
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(
         sha256_digest(&skopeo_raw(&format!("{}/big/app:1", dst.host()), None)),
         img.digest
     );
-    // "peak memory 23.4 MB" from the job's summary (Linux VmHWM).
-    let peak = r
+    let kb: u64 = r
         .stderr
-        .split("peak memory ")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .and_then(|n| n.parse::<f64>().ok())
-        .expect("summary names peak memory");
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("maxrss-kb="))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no maxrss line from /usr/bin/time:\n{}", r.stderr));
+    assert!(kb > 1024, "implausible peak RSS {kb} kB");
     assert!(
-        peak < 48.0,
-        "peak memory {peak} MB for a 96 MB layer: not streaming\n{}",
+        kb < 48 * 1024,
+        "peak RSS {kb} kB for a 96 MB layer: not streaming\n{}",
         r.stderr
     );
 }
@@ -1504,4 +1482,229 @@ fn gitlab_ci_registry_login_is_used_for_the_source_only() {
         "{}",
         r.stderr
     );
+}
+
+#[test]
+fn every_flag_reads_an_environment_variable() {
+    let cmd = kit::cli::command::<promote_image::cli::Args>();
+    cmd.clone().debug_assert();
+    assert!(
+        kit::cli::flags_without_env(&cmd).is_empty(),
+        "{:?}",
+        kit::cli::flags_without_env(&cmd)
+    );
+    let a: promote_image::cli::Args = kit::cli::try_parse_from([
+        "promote-image",
+        "a:1",
+        "b",
+        "--tag",
+        "x",
+        "-t",
+        "y",
+        "--insecure-registry",
+        "h:5000",
+    ])
+    .unwrap();
+    assert_eq!(a.tags, vec!["x", "y"]);
+    assert_eq!(a.parallel, 4);
+    assert!(
+        kit::cli::try_parse_from::<promote_image::cli::Args, _, _>([
+            "promote-image",
+            "a",
+            "b",
+            "--parallel",
+            "0"
+        ])
+        .is_err()
+    );
+}
+
+#[test]
+fn help_is_the_reviewed_interface() {
+    let help = kit::cli::command::<promote_image::cli::Args>()
+        .render_help()
+        .to_string();
+    insta::assert_snapshot!("help", help);
+}
+
+/// Every exit code the README documents, with its whole one-line cause.
+#[test]
+fn each_documented_exit_code_with_its_cause() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start();
+    let spec = ImageSpec {
+        index: false,
+        attestation: false,
+        layer_sizes: vec![3000],
+        seed: 71,
+        ..Default::default()
+    };
+    push_image(&src, "staging/app", "c71", &spec, None);
+    let ins = insecure(&[src.host(), dst.host()]);
+    let base = [("INSECURE_REGISTRY", ins.as_str())];
+
+    // 0: promoted.
+    let r = promote(
+        &[
+            &format!("{}/staging/app:c71", src.host()),
+            &format!("{}/prod/app:1", dst.host()),
+        ],
+        &base,
+        tmp.path(),
+    );
+    r.assert_success();
+
+    // 2: a bad flag, a bad reference, a platform SRC lacks.
+    promote(&["Not A Ref", "x/y"], &[], tmp.path())
+        .assert_failed(2, r"SRC: invalid image reference .*");
+    promote(&["a/b", "x/y", "--dst-username", "u"], &[], tmp.path())
+        .assert_failed(2, "--dst-username is set but --dst-password is not");
+    promote(
+        &["a/b", "x/y", "--request-timeout", "soon"],
+        &[],
+        tmp.path(),
+    )
+    .assert_failed(2, r#"--request-timeout "soon": .*"#);
+    promote(
+        &[
+            &format!("{}/staging/app:c71", src.host()),
+            &format!("{}/prod/app:2", dst.host()),
+            "--platform",
+            "linux/s390x",
+        ],
+        &base,
+        tmp.path(),
+    )
+    .assert_failed(
+        2,
+        r"--platform linux/s390x: the source image has no linux/s390x manifest \(it has: linux/arm64\)",
+    );
+
+    // 3: SRC does not exist.
+    promote(
+        &[
+            &format!("{}/staging/app:nope", src.host()),
+            &format!("{}/prod/app", dst.host()),
+        ],
+        &base,
+        tmp.path(),
+    )
+    .assert_failed(3, r"127\.0\.0\.1:\d+/staging/app:nope not found");
+
+    // 4: every try of a request stalls past --request-timeout.
+    let gw = Gateway::start(&src.host(), GatewayOptions::default());
+    gw.inject(
+        FaultRule::new(Fault::Stall)
+            .path_contains("/manifests/")
+            .times(10),
+    );
+    let ins = insecure(&[gw.host(), dst.host()]);
+    promote(
+        &[
+            &format!("{}/staging/app:c71", gw.host()),
+            &format!("{}/prod/app", dst.host()),
+            "--request-timeout",
+            "1s",
+        ],
+        &[("INSECURE_REGISTRY", ins.as_str()), ("PROMOTE_RETRIES", "2")],
+        tmp.path(),
+    )
+    .assert_failed(
+        4,
+        r"reading manifest 127\.0\.0\.1:\d+/staging/app:c71: registry at http://127\.0\.0\.1:\d+/v2/staging/app/manifests/c71: .*timed out.*",
+    );
+}
+
+#[path = "../../registry/tests/common/front.rs"]
+mod front;
+
+/// Issue 17, finding 4: REGISTRY_USER/REGISTRY_PASSWORD meant for the
+/// source registry never reach the destination registry, whose own
+/// config.json entry is used instead; the log names the source of each.
+#[test]
+fn registry_user_is_bound_to_its_host_and_never_sent_to_the_destination() {
+    const A_PASS: &str = "stagingA-Secret-77";
+    const B_PASS: &str = "prodB-Secret-88";
+    let tmp = tempfile::tempdir().unwrap();
+    let a = TestRegistry::start_with_htpasswd("alice", A_PASS);
+    let b = TestRegistry::start_with_htpasswd("bob", B_PASS);
+    push_image(
+        &a,
+        "staging/app",
+        "s1",
+        &small_spec(81),
+        Some(("alice", A_PASS)),
+    );
+    // B behind a recording front: every header B was sent is kept.
+    let b_front = front::Front::start_passing_auth(b.host());
+    let cfg = tmp.path().join("docker");
+    std::fs::create_dir_all(&cfg).unwrap();
+    let bob = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("bob:{B_PASS}"),
+    );
+    std::fs::write(
+        cfg.join("config.json"),
+        format!(r#"{{"auths":{{"{}":{{"auth":"{bob}"}}}}}}"#, b_front.host),
+    )
+    .unwrap();
+    let ins = insecure(&[a.host(), b_front.host.clone()]);
+    let src_ref = format!("{}/staging/app:s1", a.host());
+    for binding in ["REGISTRY_HOST", "CI_REGISTRY"] {
+        let r = promote(
+            &[&src_ref, &format!("{}/prod/app:{binding}", b_front.host)],
+            &[
+                ("INSECURE_REGISTRY", ins.as_str()),
+                ("REGISTRY_USER", "alice"),
+                ("REGISTRY_PASSWORD", A_PASS),
+                (binding, &a.host()),
+                ("DOCKER_CONFIG", cfg.to_str().unwrap()),
+            ],
+            tmp.path(),
+        );
+        r.assert_success();
+        r.assert_no_secret(&[A_PASS, B_PASS]);
+        assert!(
+            r.stderr.contains(&format!(
+                "source {}: user alice from REGISTRY_USER/REGISTRY_PASSWORD (bound to {} by {binding})",
+                a.host(),
+                a.host()
+            )),
+            "{}",
+            r.stderr
+        );
+        assert!(
+            r.stderr.contains(&format!(
+                "destination {}: user bob from {}",
+                b_front.host,
+                cfg.join("config.json").display()
+            )),
+            "{}",
+            r.stderr
+        );
+    }
+    // Unbound (neither REGISTRY_HOST nor CI_REGISTRY): the source only.
+    let r = promote(
+        &[&src_ref, &format!("{}/prod/app:unbound", b_front.host)],
+        &[
+            ("INSECURE_REGISTRY", ins.as_str()),
+            ("REGISTRY_USER", "alice"),
+            ("REGISTRY_PASSWORD", A_PASS),
+        ],
+        tmp.path(),
+    );
+    r.assert_failed(
+        3,
+        r"resolving 127\.0\.0\.1:\d+/prod/app@sha256:[0-9a-f]{64}: 127\.0\.0\.1:\d+ requires a login and no credentials were given for it",
+    );
+    assert!(
+        r.stderr.contains("anonymous; REGISTRY_USER/REGISTRY_PASSWORD are not used here (no REGISTRY_HOST or CI_REGISTRY: the job's default registry only)"),
+        "{}",
+        r.stderr
+    );
+    assert!(!b_front.seen().is_empty());
+    harness::job::assert_no_secret_in("registry B's requests", &b_front.headers_text(), &[A_PASS]);
+    // Control: B did receive its own password, so the check can fire.
+    assert!(b_front.with_authorization().len() > 2);
 }

@@ -273,12 +273,14 @@ impl Registry {
             }
         }
         let realm_shown = shown(&url);
-        let token_error = |hint: String, source| Error::Token {
-            what: what.to_string(),
-            realm: realm_shown.clone(),
-            scope: scope.to_string(),
-            hint,
-            source,
+        let token_error = |hint: String, source| {
+            Error::Token(Box::new(crate::error::TokenFailure {
+                what: what.to_string(),
+                realm: realm_shown.clone(),
+                scope: scope.to_string(),
+                hint,
+                source,
+            }))
         };
         let resp = kit::http::send_with_retry(&self.inner.retry, || {
             self.count_token_request();

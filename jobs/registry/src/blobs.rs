@@ -62,15 +62,9 @@ impl Registry {
         let what = format!("reading blob {digest} from {}/{repo}", self.inner.name);
         let timeout = blob_timeout(self.inner.base_timeout, max_bytes as u64);
         let resp = self
-            .send_timed(
-                &what,
-                &Scope::pull(repo),
-                0,
-                timeout,
-                "GET",
-                &url,
-                |c, u| c.get(u),
-            )
+            .send_timed(&what, &Scope::pull(repo), timeout, "GET", &url, |c, u| {
+                c.get(u)
+            })
             .await?;
         let resp = self.check(resp, "GET", &what).await?;
         let bytes = self.body(resp, max_bytes, &what).await?;
@@ -309,7 +303,6 @@ impl Registry {
             .send_timed(
                 &what,
                 &Scope::pull(src_repo),
-                0,
                 blob_timeout(src.inner.base_timeout, blob.size),
                 "GET",
                 &src_url,

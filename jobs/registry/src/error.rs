@@ -26,15 +26,8 @@ pub enum Error {
     #[error("{what}: {reason}")]
     Auth { what: String, reason: String },
     /// The token endpoint refused the exchange.
-    #[error("{what}: token exchange with {realm} for {scope} failed{hint}")]
-    Token {
-        what: String,
-        realm: String,
-        scope: String,
-        hint: String,
-        #[source]
-        source: ApiError,
-    },
+    #[error(transparent)]
+    Token(Box<TokenFailure>),
     /// Credentials would have gone to an origin the rule does not allow
     /// (README: "Where credentials go").
     #[error("{what}: {reason}; the credentials were not sent")]
@@ -69,6 +62,18 @@ pub enum Error {
     },
 }
 
+/// A failed token exchange (boxed in [`Error::Token`]: it is the largest).
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: token exchange with {realm} for {scope} failed{hint}")]
+pub struct TokenFailure {
+    pub what: String,
+    pub realm: String,
+    pub scope: String,
+    pub hint: String,
+    #[source]
+    pub source: ApiError,
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
@@ -93,7 +98,8 @@ impl Error {
     /// The HTTP status the registry answered, if that is what failed.
     pub fn status(&self) -> Option<u16> {
         match self {
-            Error::Api { source, .. } | Error::Token { source, .. } => source.status(),
+            Error::Api { source, .. } => source.status(),
+            Error::Token(t) => t.source.status(),
             Error::Context { source, .. } => source.status(),
             _ => None,
         }
@@ -102,9 +108,8 @@ impl Error {
     /// The exit code this error means.
     pub fn exit_kind(&self) -> ExitKind {
         match self {
-            Error::Api { source, .. } | Error::Token { source, .. } => {
-                kit::job::Failure::exit_kind(source)
-            }
+            Error::Api { source, .. } => kit::job::Failure::exit_kind(source),
+            Error::Token(t) => kit::job::Failure::exit_kind(&t.source),
             Error::NotFound(_)
             | Error::Auth { .. }
             | Error::CredentialOrigin { .. }

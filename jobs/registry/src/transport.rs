@@ -163,7 +163,7 @@ impl Registry {
         F: Fn(&Client, Url) -> RequestBuilder,
     {
         let timeout = blob_timeout(self.inner.base_timeout, body_len);
-        self.send_timed(what, scope, body_len, timeout, method, url, make)
+        self.exchange(what, scope, (body_len, timeout), method, url, make)
             .await
     }
 
@@ -173,7 +173,6 @@ impl Registry {
         &self,
         what: &str,
         scope: &Scope,
-        body_len: u64,
         timeout: Duration,
         method: &'static str,
         url: &Url,
@@ -182,6 +181,25 @@ impl Registry {
     where
         F: Fn(&Client, Url) -> RequestBuilder,
     {
+        self.exchange(what, scope, (0, timeout), method, url, make)
+            .await
+    }
+
+    /// [`Registry::send`]'s work; `sizing` is the body length (counted)
+    /// and the whole-request timeout.
+    async fn exchange<F>(
+        &self,
+        what: &str,
+        scope: &Scope,
+        sizing: (u64, Duration),
+        method: &'static str,
+        url: &Url,
+        make: F,
+    ) -> Result<Response>
+    where
+        F: Fn(&Client, Url) -> RequestBuilder,
+    {
+        let (body_len, timeout) = sizing;
         self.refuse_downgrade(what, "URL", url)?;
         if !self.same_origin(url) {
             // Another origin (an absolute Location or Link): no credentials.

@@ -57,6 +57,7 @@ pub struct Rule {
 struct State {
     seen: Mutex<Vec<Seen>>,
     rules: Mutex<Vec<Rule>>,
+    pass_auth: std::sync::atomic::AtomicBool,
 }
 
 /// A running front; stops with the test process.
@@ -88,7 +89,8 @@ impl Front {
                 .expect("runtime");
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap().to_string()).unwrap();
+                let me = listener.local_addr().unwrap().to_string();
+                tx.send(me.clone()).unwrap();
                 let client = reqwest::Client::builder()
                     .redirect(reqwest::redirect::Policy::none())
                     .no_proxy()
@@ -99,6 +101,7 @@ impl Front {
                     upstream,
                     basic: want,
                     client,
+                    me,
                 });
                 loop {
                     let Ok((stream, _)) = listener.accept().await else {
@@ -116,6 +119,16 @@ impl Front {
         });
         let host = rx.recv_timeout(Duration::from_secs(30)).expect("front");
         Front { host, state }
+    }
+
+    /// A front that records and forwards everything, `Authorization`
+    /// included (to watch what a client sends a real, protected registry).
+    pub fn start_passing_auth(upstream: String) -> Front {
+        let f = Front::start(Some(upstream), None);
+        f.state
+            .pass_auth
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        f
     }
 
     pub fn origin(&self) -> String {
@@ -190,6 +203,8 @@ struct Ctx {
     upstream: Option<String>,
     basic: Option<String>,
     client: reqwest::Client,
+    /// This front's own `127.0.0.1:PORT`.
+    me: String,
 }
 
 async fn handle(
@@ -258,7 +273,8 @@ async fn handle(
         .request(parts.method.clone(), format!("http://{up}{path}"))
         .body(body);
     for (k, v) in &parts.headers {
-        if k != "host" && k != "authorization" {
+        let pass_auth = state.pass_auth.load(std::sync::atomic::Ordering::SeqCst);
+        if k != "host" && (k != "authorization" || pass_auth) {
             rb = rb.header(k, v);
         }
     }
@@ -279,6 +295,10 @@ async fn handle(
             }
             Some(Action::ForwardLinkTo(o)) if k == "link" => {
                 v = v.replacen('<', &format!("<{o}"), 1);
+            }
+            // Like any reverse proxy: the upstream's own URLs become ours.
+            _ if k == "location" => {
+                v = v.replace(&format!("http://{up}/"), &format!("http://{}/", ctx.me));
             }
             _ => {}
         }
