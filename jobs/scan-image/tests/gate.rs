@@ -6,9 +6,7 @@ mod common;
 use common::*;
 
 fn scan_sample(dir: &std::path::Path, extra: &[&str]) -> Run {
-    let mut c = cmd(dir);
-    c.arg("--trivy-report").arg(sample()).args(extra);
-    run(c)
+    job(dir).arg("--trivy-report").arg(sample()).args(extra).run()
 }
 
 #[test]
@@ -63,13 +61,13 @@ fn default_gate_is_critical_and_log_lists_findings_worst_first() {
 #[test]
 fn gate_env_values_are_case_insensitive_like_gitlab_documents() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = cmd(dir.path());
-    c.arg("--trivy-report")
+    let r = job(dir.path())
+        .arg("--trivy-report")
         .arg(sample())
         .env("SCAN_FAIL_ON", "High")
         .env("CS_SEVERITY_THRESHOLD", "HIGH")
-        .env("CS_IGNORE_UNFIXED", "true");
-    let r = run(c);
+        .env("CS_IGNORE_UNFIXED", "true")
+        .run();
     assert_eq!(r.code, 1, "{}", r.stderr);
     let env = dotenv(&dir.path().join("scan-image.env"));
     // Unfixed findings (ncurses, apt, bash, node-openssl-shim) are suppressed;

@@ -6,9 +6,7 @@ mod common;
 use common::*;
 
 fn convert(dir: &std::path::Path, report: &std::path::Path, extra: &[&str]) -> Run {
-    let mut c = cmd(dir);
-    c.arg("--trivy-report").arg(report).args(extra);
-    run(c)
+    job(dir).arg("--trivy-report").arg(report).args(extra).run()
 }
 
 #[test]
@@ -67,7 +65,7 @@ fn missing_report_file_and_nothing_to_scan() {
     let r = convert(dir.path(), &dir.path().join("nope.json"), &[]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("nope.json"));
-    let r = run(cmd(dir.path()));
+    let r = job(dir.path()).run();
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("nothing to scan"), "{}", r.stderr);
 }
@@ -138,13 +136,13 @@ fn a_failed_run_keeps_the_previous_report_intact() {
 #[test]
 fn help_teaches_flags_env_and_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = cmd(dir.path());
-    c.arg("--help")
-        .env("CS_REGISTRY_PASSWORD", "glpat-help-must-not-show-this");
-    let r = run(c);
+    let r = job(dir.path())
+        .arg("--help")
+        .env("CS_REGISTRY_PASSWORD", "glpat-help-must-not-show-this")
+        .run();
     assert_eq!(r.code, 0);
     assert!(
-        !r.all_output().contains("glpat-help-must-not-show-this"),
+        !r.all().contains("glpat-help-must-not-show-this"),
         "--help shows the password"
     );
     for s in [

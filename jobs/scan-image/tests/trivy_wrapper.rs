@@ -1,7 +1,12 @@
 //! The trivy process wrapper, driven against a stand-in `trivy` on PATH
-//! (trivy itself and its vulnerability database cannot run here). The
-//! stand-in records its argv and environment and can succeed, fail, hang or
-//! print garbage.
+//! (trivy's vulnerability database cannot be fetched here). The stand-in
+//! records its argv, its environment, its working directory and the config
+//! file it would load, refuses every flag the real trivy v0.74 does not have
+//! for that subcommand (and every one scan-image has no business passing),
+//! and can succeed, fail, hang or print garbage.
+//!
+//! Its settings are written into the script itself: scan-image starts trivy
+//! with a cleared environment, so nothing set for the job reaches it.
 
 mod common;
 
@@ -10,15 +15,55 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 
+/// The flags of trivy v0.74 that scan-image uses, by subcommand, from
+/// trivy's source (`pkg/flag/*.go` at tag v0.74.0): global (`config`,
+/// `quiet`, `insecure`, `timeout`, `cache-dir`), DB (`db-repository`,
+/// `java-db-repository`, `skip-db-update`, `skip-java-db-update`), image
+/// (`platform`), report (`format`, `output`, `ignorefile`, `list-all-pkgs`),
+/// scan (`scanners`, `skip-version-check`, `disable-telemetry`). `convert`
+/// has the global, report and `--scanners` flags only.
+const IMAGE_FLAGS: &str = " --config --quiet --insecure --timeout --cache-dir --db-repository --java-db-repository --skip-db-update --skip-java-db-update --platform --format --output --ignorefile --list-all-pkgs --scanners --skip-version-check --disable-telemetry ";
+const CONVERT_FLAGS: &str = " --config --quiet --format --output ";
+/// Those of them that take a value.
+const VALUED: &str = " --config --timeout --cache-dir --db-repository --java-db-repository --platform --format --output --ignorefile --scanners ";
+
 const STANDIN: &str = r#"#!/bin/sh
-printf '%s\n' "$*" >> "$STANDIN_LOG.argv"
-env | grep '^TRIVY_' | sort >> "$STANDIN_LOG.env"
-out=""; prev=""
-for a in "$@"; do [ "$prev" = "--output" ] && out="$a"; prev="$a"; done
-case "$1" in
+log="@LOG@"
+mode=$(cat "@MODE@")
+printf '%s\n' "$*" >> "$log.argv"
+{ echo "--- $1"; env | sort; } >> "$log.env"
+echo "$PWD" >> "$log.cwd"
+sub="$1"; shift
+case "$sub" in
+  image) flags="@IMAGE_FLAGS@" ;;
+  convert) flags="@CONVERT_FLAGS@" ;;
+  *) echo "Error: unknown command \"$sub\" for \"trivy\"" >&2; exit 1 ;;
+esac
+valued="@VALUED@"
+out=""; config=""; expect=""; last=""
+for a in "$@"; do
+  if [ -n "$expect" ]; then
+    [ "$expect" = --output ] && out="$a"
+    [ "$expect" = --config ] && config="$a"
+    expect=""; continue
+  fi
+  case "$a" in
+    --*) case "$flags" in *" $a "*) ;; *) echo "Error: unknown flag: $a" >&2; exit 1 ;; esac
+         case "$valued" in *" $a "*) expect="$a" ;; esac ;;
+    -*) echo "Error: unknown shorthand flag: $a" >&2; exit 1 ;;
+    *) last="$a" ;;
+  esac
+done
+[ -n "$expect" ] && { echo "Error: flag needs an argument: $expect" >&2; exit 1; }
+# trivy's rule (pkg/commands/app.go): --config, else $TRIVY_CONFIG, else ./trivy.yaml.
+[ -z "$config" ] && config="${TRIVY_CONFIG:-trivy.yaml}"
+if [ -f "$config" ]; then
+  { echo "--- $config"; cat "$config"; echo; } >> "$log.config"
+fi
+case "$sub" in
   image)
-    case "$STANDIN_MODE" in
-      ok) cp "$STANDIN_REPORT" "$out" ;;
+    case "$mode" in
+      ok) cp "@REPORT@" "$out" ;;
       fail) echo "2026-11-26T10:00:00Z INFO pulling image" >&2
             echo "FATAL: unable to pull: UNAUTHORIZED for user $TRIVY_USERNAME with password $TRIVY_PASSWORD" >&2
             exit 1 ;;
@@ -26,7 +71,6 @@ case "$1" in
       garbage) echo "Segmentation fault (core dumped) ... not json" > "$out" ;;
     esac ;;
   convert)
-    for last in "$@"; do :; done
     [ -s "$last" ] || { echo "convert: no input $last" >&2; exit 1; }
     printf '{"bomFormat":"CycloneDX","specVersion":"1.5","metadata":{"component":{"name":"from-standin"}}}' > "$out" ;;
 esac
@@ -37,44 +81,73 @@ struct Standin {
 }
 
 impl Standin {
-    fn new() -> Self {
+    fn new(mode: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("bin");
         std::fs::create_dir(&bin).unwrap();
+        std::fs::create_dir(dir.path().join("work")).unwrap();
+        let s = Standin { dir };
+        let script = STANDIN
+            .replace("@LOG@", s.log().to_str().unwrap())
+            .replace("@MODE@", s.dir.path().join("mode").to_str().unwrap())
+            .replace("@REPORT@", sample().to_str().unwrap())
+            .replace("@IMAGE_FLAGS@", IMAGE_FLAGS)
+            .replace("@CONVERT_FLAGS@", CONVERT_FLAGS)
+            .replace("@VALUED@", VALUED);
         let trivy = bin.join("trivy");
-        std::fs::write(&trivy, STANDIN).unwrap();
+        std::fs::write(&trivy, script).unwrap();
         std::fs::set_permissions(&trivy, std::fs::Permissions::from_mode(0o755)).unwrap();
-        Standin { dir }
+        std::fs::write(s.dir.path().join("mode"), mode).unwrap();
+        s
     }
-    fn work(&self) -> &Path {
-        self.dir.path()
+    /// The job's working directory (the "checkout").
+    fn work(&self) -> PathBuf {
+        self.dir.path().join("work")
     }
     fn log(&self) -> PathBuf {
         self.dir.path().join("standin")
     }
+    fn read(&self, ext: &str) -> String {
+        std::fs::read_to_string(self.log().with_extension(ext)).unwrap_or_default()
+    }
     fn argv(&self) -> Vec<String> {
-        std::fs::read_to_string(self.log().with_extension("argv"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
+        self.read("argv").lines().map(str::to_string).collect()
+    }
+    fn scans(&self) -> Vec<String> {
+        self.argv()
+            .into_iter()
+            .filter(|a| a.starts_with("image "))
             .collect()
     }
     fn env(&self) -> String {
-        std::fs::read_to_string(self.log().with_extension("env")).unwrap_or_default()
+        self.read("env")
     }
-    fn cmd(&self, mode: &str) -> std::process::Command {
-        let mut c = cmd(self.work());
+    /// `TRIVY_*` variables trivy saw, over every run.
+    fn trivy_vars(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .env()
+            .lines()
+            .filter(|l| l.starts_with("TRIVY_"))
+            .map(|l| l.split('=').next().unwrap().to_string())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+    fn job(&self) -> Job {
         let path = format!(
             "{}:{}",
-            self.work().join("bin").display(),
+            self.dir.path().join("bin").display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        c.env("PATH", path)
-            .env("STANDIN_MODE", mode)
-            .env("STANDIN_LOG", self.log())
-            .env("STANDIN_REPORT", sample());
-        c
+        job(&self.work()).env("PATH", path)
     }
+}
+
+fn value_after<'a>(argv: &'a str, flag: &str) -> Option<&'a str> {
+    argv.split_whitespace()
+        .skip_while(|w| *w != flag)
+        .nth(1)
 }
 
 const IMAGE: &str = "registry.example.com:5050/acme/sensor-app@sha256:5f0e8b5a0b6e9b47e5c1f7b77e2f3c9e0a4d5b6c7d8e9f001122334455667788";
@@ -82,9 +155,10 @@ const PASSWORD: &str = "glpat-s3cr3t-Tok3n-value";
 
 #[test]
 fn standin_trivy_runs_once_with_credentials_in_env_not_argv() {
-    let s = Standin::new();
-    let mut c = s.cmd("ok");
-    c.arg(IMAGE)
+    let s = Standin::new("ok");
+    let r = s
+        .job()
+        .arg(IMAGE)
         .args([
             "--fail-on",
             "none",
@@ -94,13 +168,13 @@ fn standin_trivy_runs_once_with_credentials_in_env_not_argv() {
             "sbom.cdx.json",
         ])
         .env("CS_REGISTRY_USER", "gitlab-ci-token")
-        .env("CS_REGISTRY_PASSWORD", PASSWORD);
-    let r = run(c);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+        .env("CS_REGISTRY_PASSWORD", PASSWORD)
+        .run();
+    r.assert_success();
     let argv = s.argv();
-    let scans: Vec<_> = argv.iter().filter(|a| a.starts_with("image ")).collect();
+    let scans = s.scans();
     assert_eq!(scans.len(), 1, "trivy image runs once: {argv:?}");
-    let scan = scans[0];
+    let scan = &scans[0];
     assert!(
         scan.contains("--format json")
             && scan.contains("--quiet")
@@ -116,11 +190,7 @@ fn standin_trivy_runs_once_with_credentials_in_env_not_argv() {
     let converts: Vec<_> = argv.iter().filter(|a| a.starts_with("convert ")).collect();
     assert_eq!(converts.len(), 1);
     assert!(converts[0].contains("--format cyclonedx"));
-    let scanned_json = scan
-        .split_whitespace()
-        .skip_while(|w| *w != "--output")
-        .nth(1)
-        .unwrap();
+    let scanned_json = value_after(scan, "--output").unwrap();
     assert!(
         converts[0].ends_with(scanned_json),
         "{} vs {scanned_json}",
@@ -131,132 +201,349 @@ fn standin_trivy_runs_once_with_credentials_in_env_not_argv() {
     let env = s.env();
     assert!(env.contains("TRIVY_USERNAME=gitlab-ci-token"));
     assert!(env.contains(&format!("TRIVY_PASSWORD={PASSWORD}")));
-    assert!(!r.all_output().contains(PASSWORD));
+    r.assert_no_secret(&[PASSWORD]);
+    harness::job::assert_no_secret_in_files(&s.work(), &[PASSWORD]);
     let report = json(&s.work().join("gl-container-scanning-report.json"));
     assert_eq!(report["vulnerabilities"][0]["location"]["image"], IMAGE);
 }
 
 #[test]
 fn ci_registry_credentials_are_used_for_the_ci_registry_only() {
-    let s = Standin::new();
-    let mut c = s.cmd("ok");
-    c.arg(IMAGE)
+    let s = Standin::new("ok");
+    let r = s
+        .job()
+        .arg(IMAGE)
         .args(["--fail-on", "none"])
         .env("CI_REGISTRY", "registry.example.com:5050")
         .env("CI_REGISTRY_USER", "gitlab-ci-token")
-        .env("CI_REGISTRY_PASSWORD", PASSWORD);
-    let r = run(c);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+        .env("CI_REGISTRY_PASSWORD", PASSWORD)
+        .run();
+    r.assert_success();
     assert!(s.env().contains("TRIVY_USERNAME=gitlab-ci-token"));
     assert!(r.stderr.contains("CI_REGISTRY_USER/CI_REGISTRY_PASSWORD"));
 
-    let s = Standin::new();
-    let mut c = s.cmd("ok");
-    c.arg("docker.io/library/alpine:3.20")
+    let s = Standin::new("ok");
+    s.job()
+        .arg("docker.io/library/alpine:3.20")
         .args(["--fail-on", "none"])
         .env("CI_REGISTRY", "registry.example.com:5050")
         .env("CI_REGISTRY_USER", "u")
-        .env("CI_REGISTRY_PASSWORD", PASSWORD);
-    assert_eq!(run(c).code, 0);
+        .env("CI_REGISTRY_PASSWORD", PASSWORD)
+        .run()
+        .assert_success();
     assert!(!s.env().contains("TRIVY_PASSWORD"));
+    assert!(!s.env().contains(PASSWORD));
 }
 
 #[test]
 fn trivy_failure_is_exit_3_with_redacted_stderr_tail_and_a_failure_report() {
-    let s = Standin::new();
-    let mut c = s.cmd("fail");
-    c.arg(IMAGE)
+    let s = Standin::new("fail");
+    let r = s
+        .job()
+        .arg(IMAGE)
         .env("CS_REGISTRY_USER", "gitlab-ci-token")
-        .env("CS_REGISTRY_PASSWORD", PASSWORD);
-    let r = run(c);
-    assert_eq!(r.code, 3, "{}", r.stderr);
-    let last = r.stderr.trim_end().lines().last().unwrap();
-    assert!(
-        last.contains("trivy image failed with status 1") && last.contains("UNAUTHORIZED"),
-        "{last}"
+        .env("CS_REGISTRY_PASSWORD", PASSWORD)
+        .run();
+    r.assert_failed(
+        3,
+        r"trivy image failed with status 1: 2026-11-26T10:00:00Z INFO pulling image \| FATAL: unable to pull: UNAUTHORIZED for user gitlab-ci-token with password \[redacted\]",
     );
-    assert!(
-        !r.all_output().contains(PASSWORD),
-        "password leaked: {}",
-        r.stderr
-    );
-    // GitLab still gets a report, saying the scan failed.
+    r.assert_no_secret(&[PASSWORD]);
+    // GitLab still gets a report, saying the scan failed and why.
     let report = json(&s.work().join("gl-container-scanning-report.json"));
     harness::schemas::assert_valid(harness::schemas::GITLAB_CONTAINER_SCANNING, &report);
     assert_eq!(report["scan"]["status"], "failure");
-    assert!(!report.to_string().contains(PASSWORD));
+    assert_eq!(
+        report["scan"]["messages"][0]["value"].as_str().unwrap(),
+        r.cause(),
+        "{report}"
+    );
+    harness::job::assert_no_secret_in_files(&s.work(), &[PASSWORD]);
 }
 
 #[test]
 fn trivy_hanging_is_exit_4_at_the_timeout() {
-    let s = Standin::new();
-    let mut c = s.cmd("hang");
-    c.arg(IMAGE).args(["--timeout", "1s"]);
+    let s = Standin::new("hang");
     let t = std::time::Instant::now();
-    let r = run(c);
-    assert_eq!(r.code, 4, "{}", r.stderr);
+    let r = s.job().arg(IMAGE).args(["--timeout", "1s"]).run();
     assert!(
         t.elapsed() < std::time::Duration::from_secs(20),
         "took {:?}",
         t.elapsed()
     );
-    assert!(
-        r.stderr.contains("did not finish within 1.0s"),
-        "{}",
-        r.stderr
+    r.assert_failed(
+        4,
+        r"trivy image did not finish within 1\.0s; raise --timeout \(SCAN_TIMEOUT\) or check the registry",
     );
+    let report = json(&s.work().join("gl-container-scanning-report.json"));
+    assert_eq!(report["scan"]["status"], "failure");
 }
 
 #[test]
 fn trivy_garbage_output_is_exit_3() {
-    let s = Standin::new();
-    let mut c = s.cmd("garbage");
-    c.arg(IMAGE);
-    let r = run(c);
-    assert_eq!(r.code, 3, "{}", r.stderr);
-    assert!(
-        r.stderr
-            .contains("trivy wrote a report that is not valid JSON"),
-        "{}",
-        r.stderr
-    );
+    let s = Standin::new("garbage");
+    let r = s.job().arg(IMAGE).run();
+    r.assert_failed(3, r"trivy wrote a report that is not valid JSON: .*line 1.*");
+    let report = json(&s.work().join("gl-container-scanning-report.json"));
+    assert_eq!(report["scan"]["status"], "failure");
 }
 
 #[test]
 fn trivy_missing_is_exit_2_with_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = cmd(dir.path());
-    c.env("PATH", dir.path()).arg(IMAGE);
-    let r = run(c);
-    assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(
-        r.stderr.contains("trivy not found") && r.stderr.contains("--trivy-report"),
-        "{}",
-        r.stderr
+    let r = job(dir.path())
+        .env("PATH", dir.path())
+        .arg(IMAGE)
+        .run();
+    r.assert_failed(
+        2,
+        r"trivy not found \(trivy\): install it \(https://trivy\.dev/latest/getting-started/installation/\), set SCAN_TRIVY to its path, or convert an existing report with --trivy-report FILE",
     );
 }
 
 #[test]
-fn sbom_without_trivy_warns_and_still_converts() {
+fn sbom_without_trivy_warns_and_still_writes_every_report() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = cmd(dir.path());
-    c.env("PATH", dir.path())
+    let r = job(dir.path())
+        .env("PATH", dir.path())
         .arg("--trivy-report")
         .arg(sample())
-        .args(["--sbom", "sbom.json", "--fail-on", "none"]);
-    let r = run(c);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+        .args(["--sbom", "sbom.json", "--fail-on", "none", "--junit", "junit.xml"])
+        .run();
+    r.assert_success();
     assert!(r.stderr.contains("--sbom needs trivy"), "{}", r.stderr);
     assert!(!dir.path().join("sbom.json").exists());
+    // Everything else was written as without --sbom.
+    let report = json(&dir.path().join("gl-container-scanning-report.json"));
+    harness::schemas::assert_valid(harness::schemas::GITLAB_CONTAINER_SCANNING, &report);
+    assert_eq!(report["scan"]["status"], "success");
+    assert_eq!(report["vulnerabilities"].as_array().unwrap().len(), 8);
+    assert!(dir.path().join("junit.xml").is_file());
+    assert_eq!(dotenv(&dir.path().join("scan-image.env"))["SCAN_GATE"], "passed");
+    // No temp file left beside the SBOM path.
+    let stray: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
 }
 
 #[test]
 fn bad_image_reference_is_exit_2() {
-    let s = Standin::new();
-    let mut c = s.cmd("ok");
-    c.arg("Registry.Example.com/UPPER/case");
-    let r = run(c);
-    assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("invalid image reference"));
+    let s = Standin::new("ok");
+    let r = s.job().arg("Registry.Example.com/UPPER/case").run();
+    r.assert_failed(2, r#"invalid image reference "Registry\.Example\.com/UPPER/case": .*"#);
     assert!(s.argv().is_empty(), "trivy must not run on a bad reference");
+}
+
+/// A control: the stand-in refuses what the real trivy would refuse, so the
+/// other tests prove scan-image passes only flags trivy has.
+#[test]
+fn the_standin_refuses_flags_trivy_does_not_have() {
+    let s = Standin::new("ok");
+    let trivy = s.dir.path().join("bin/trivy");
+    for args in [
+        &["image", "--non-ssl", "x"][..],
+        &["image", "--severity", "LOW", "x"],
+        &["convert", "--skip-version-check", "x"],
+        &["image", "--output"],
+        &["scan", "x"],
+    ] {
+        let out = std::process::Command::new(&trivy)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?} was accepted");
+    }
+}
+
+/// Issue 17, finding 5: a `trivy.yaml` committed to the checkout (or
+/// `TRIVY_CONFIG`, or any `TRIVY_*` variable) must not change the scan.
+#[test]
+fn a_committed_trivy_yaml_and_trivy_variables_do_not_reach_trivy() {
+    let s = Standin::new("ok");
+    let evil = "severity: LOW\nignore-unfixed: true\ninsecure: true\ndb:\n  repository: evil.example.com/db:2\n";
+    std::fs::write(s.work().join("trivy.yaml"), evil).unwrap();
+    std::fs::write(s.work().join("evil.yaml"), evil).unwrap();
+    let r = s
+        .job()
+        .arg(IMAGE)
+        .args(["--fail-on", "none", "--sbom", "sbom.json"])
+        .env("TRIVY_CONFIG", "evil.yaml")
+        .env("TRIVY_SEVERITY", "LOW")
+        .env("TRIVY_IGNORE_UNFIXED", "true")
+        .env("TRIVY_NON_SSL", "true")
+        .env("TRIVY_INSECURE", "true")
+        .env("TRIVY_DB_SKIP_UPDATE", "true")
+        .env("TRIVY_SERVER", "http://evil.example.com")
+        .run();
+    r.assert_success();
+    let argv = s.argv();
+    assert_eq!(argv.len(), 2, "{argv:?}");
+    for run in &argv {
+        // An explicit config, and it is empty.
+        let config = value_after(run, "--config").unwrap_or_else(|| panic!("no --config: {run}"));
+        assert!(
+            !config.starts_with(s.work().to_str().unwrap()),
+            "the config is in the checkout: {config}"
+        );
+        assert!(!run.contains("evil") && !run.contains("--insecure"), "{run}");
+    }
+    let loaded = s.read("config");
+    assert!(
+        !loaded.contains("severity") && !loaded.contains("evil"),
+        "trivy loaded a committed config:\n{loaded}"
+    );
+    // trivy runs outside the checkout.
+    for cwd in s.read("cwd").lines() {
+        assert_ne!(Path::new(cwd), s.work().canonicalize().unwrap());
+    }
+    // No TRIVY_* variable at all: none was set through scan-image's flags,
+    // and no credentials were found.
+    assert_eq!(s.trivy_vars(), Vec::<String>::new(), "{}", s.env());
+}
+
+/// Issue 17, finding 5: signing keys, tokens for other systems and other
+/// registries' credentials never reach trivy.
+#[test]
+fn children_get_a_cleared_environment_without_the_jobs_secrets() {
+    let canaries = [
+        ("COSIGN_PRIVATE_KEY", "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----canary-cosign-key"),
+        ("COSIGN_PASSWORD", "canary-cosign-password"),
+        ("DOCKERHUB_TOKEN", "dckr_pat_canary-token"),
+        ("CONFIG_REPO_TOKEN", "glpat-canary-config-repo"),
+        ("ARGOCD_AUTH_TOKEN", "canary-argocd-jwt-token"),
+        ("CI_JOB_TOKEN", "canary-ci-job-token"),
+    ];
+    let s = Standin::new("ok");
+    // Docker Hub credentials in a docker config: for another registry.
+    let docker = s.dir.path().join("docker");
+    std::fs::create_dir(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        r#"{"auths":{"https://index.docker.io/v1/":{"auth":"ZG9ja2VydXNlcjpkY2tyX3BhdF9jYW5hcnktdG9rZW4="}}}"#,
+    )
+    .unwrap();
+    let r = s
+        .job()
+        .arg(IMAGE)
+        .args(["--fail-on", "none", "--sbom", "sbom.json"])
+        .envs(canaries)
+        .env("DOCKER_CONFIG", &docker)
+        .env("HTTPS_PROXY", "http://proxy.example.com:3128")
+        .env("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")
+        .env("CS_REGISTRY_USER", "gitlab-ci-token")
+        .env("CS_REGISTRY_PASSWORD", PASSWORD)
+        .run();
+    r.assert_success();
+    let secrets: Vec<&str> = canaries.iter().map(|(_, v)| *v).collect();
+    let seen = format!("{}\n{}", s.read("argv"), s.env());
+    harness::job::assert_no_secret_in("trivy's argv and environment", &seen, &secrets);
+    for (name, _) in canaries {
+        assert!(!s.env().contains(&format!("{name}=")), "{name} reached trivy");
+    }
+    // What trivy needs does reach it; its docker config is empty.
+    let env = s.env();
+    assert!(env.contains("HTTPS_PROXY=http://proxy.example.com:3128"), "{env}");
+    assert!(env.contains("SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"));
+    assert!(env.lines().any(|l| l.starts_with("PATH=")));
+    let docker_config = env
+        .lines()
+        .find_map(|l| l.strip_prefix("DOCKER_CONFIG="))
+        .unwrap();
+    assert_ne!(Path::new(docker_config), docker);
+    // Only IMAGE's registry credentials, as TRIVY_USERNAME/TRIVY_PASSWORD.
+    assert_eq!(s.trivy_vars(), ["TRIVY_PASSWORD", "TRIVY_USERNAME"]);
+    r.assert_no_secret(&secrets);
+    harness::job::assert_no_secret_in_files(&s.work(), &secrets);
+}
+
+const LOCAL: &str = "registry.local:5000/acme/app@sha256:5f0e8b5a0b6e9b47e5c1f7b77e2f3c9e0a4d5b6c7d8e9f001122334455667788";
+
+/// Issue 17, finding 5: trivy's `--insecure` is global (it also turns off
+/// certificate checks for the DB downloads), so it is passed only when
+/// every registry trivy downloads from in the run is insecure-listed.
+#[test]
+fn insecure_is_passed_only_when_every_registry_trivy_talks_to_is_listed() {
+    // IMAGE's registry listed, trivy's default DB repositories: refused
+    // before trivy runs.
+    let s = Standin::new("ok");
+    let r = s
+        .job()
+        .arg(LOCAL)
+        .env("INSECURE_REGISTRY", "registry.local:5000")
+        .run();
+    r.assert_failed(
+        2,
+        r"registry\.local:5000 is an insecure registry, but trivy's --insecure would also switch off certificate checks for its database downloads from mirror\.gcr\.io, ghcr\.io; list those in --insecure-registry \(INSECURE_REGISTRY\) only if you mean it, or serve the databases from a listed registry \(--db-repository, --java-db-repository\), or use the cached ones \(--skip-db-update and --skip-java-db-update with --cache-dir\)",
+    );
+    assert!(s.argv().is_empty());
+
+    // CS_REGISTRY_INSECURE is the same switch.
+    let s = Standin::new("ok");
+    s.job()
+        .arg(LOCAL)
+        .env("CS_REGISTRY_INSECURE", "true")
+        .run()
+        .assert_failed(2, r"registry\.local:5000 is an insecure registry, but .*");
+
+    // Only the Java DB still comes from the internet: refused, naming it.
+    let s = Standin::new("ok");
+    s.job()
+        .arg(LOCAL)
+        .env("INSECURE_REGISTRY", "registry.local:5000")
+        .env("TRIVY_DB_REPOSITORY", "registry.local:5000/trivy-db:2")
+        .run()
+        .assert_failed(
+            2,
+            r"registry\.local:5000 is an insecure registry, but .* downloads from mirror\.gcr\.io, ghcr\.io; .*",
+        );
+
+    // Both DBs served from the listed registry: --insecure.
+    let s = Standin::new("ok");
+    s.job()
+        .arg(LOCAL)
+        .args(["--fail-on", "none"])
+        .env("INSECURE_REGISTRY", "other.local,registry.local:5000")
+        .env("TRIVY_DB_REPOSITORY", "registry.local:5000/trivy-db:2")
+        .env("TRIVY_JAVA_DB_REPOSITORY", "registry.local:5000/trivy-java-db:1")
+        .run()
+        .assert_success();
+    let scan = &s.scans()[0];
+    assert!(scan.contains(" --insecure "), "{scan}");
+    assert!(scan.contains("--db-repository registry.local:5000/trivy-db:2"), "{scan}");
+    assert!(
+        scan.contains("--java-db-repository registry.local:5000/trivy-java-db:1"),
+        "{scan}"
+    );
+
+    // No download at all (cached DBs): --insecure.
+    let s = Standin::new("ok");
+    s.job()
+        .arg(LOCAL)
+        .args(["--fail-on", "none", "--skip-db-update", "--skip-java-db-update"])
+        .args(["--cache-dir", ".trivycache"])
+        .arg("--registry-insecure")
+        .run()
+        .assert_success();
+    let scan = &s.scans()[0];
+    assert!(scan.contains(" --insecure "), "{scan}");
+    assert!(scan.contains("--skip-db-update") && scan.contains("--skip-java-db-update"));
+    // The cache directory is resolved against the job's directory (trivy
+    // runs elsewhere).
+    let cache = value_after(scan, "--cache-dir").unwrap();
+    assert_eq!(Path::new(cache), s.work().join(".trivycache"));
+
+    // IMAGE's registry not listed: no --insecure, whatever else is.
+    let s = Standin::new("ok");
+    s.job()
+        .arg(IMAGE)
+        .args(["--fail-on", "none", "--skip-db-update", "--skip-java-db-update"])
+        .env("INSECURE_REGISTRY", "registry.local:5000,mirror.gcr.io,ghcr.io")
+        .run()
+        .assert_success();
+    let scan = &s.scans()[0];
+    assert!(!scan.contains("--insecure"), "{scan}");
+    assert!(!s.env().contains("TRIVY_NON_SSL"));
 }

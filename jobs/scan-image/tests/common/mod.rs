@@ -1,8 +1,10 @@
-//! Running the real scan-image binary in a scratch directory.
+//! Running the real scan-image binary in a scratch directory, through the
+//! harness's one job runner.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+pub use harness::job::{Job, Run};
 
 pub const SAMPLE: &str = "examples/reports/trivy-sample.json";
 
@@ -25,38 +27,8 @@ pub fn fixture(name: &str) -> PathBuf {
 
 /// The binary with a clean environment (no CI or CS_* variables leak in),
 /// its working directory in `dir`.
-pub fn cmd(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_scan-image"));
-    c.current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", dir);
-    c
-}
-
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    pub fn all_output(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
-    }
-}
-
-pub fn run(mut c: Command) -> Run {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = c.output().expect("run scan-image");
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    }
+pub fn job(dir: &Path) -> Job {
+    Job::new(env!("CARGO_BIN_EXE_scan-image"), dir)
 }
 
 pub fn json(path: &Path) -> serde_json::Value {
