@@ -24,6 +24,13 @@ picked up from the working directory when present) and --ignore-file (trivy's
 .trivyignore or .trivyignore.yaml; .trivyignore in the working directory is used
 when present). Suppressed findings are counted and listed in the log.
 
+trivy runs outside the checkout with an empty --config (a committed trivy.yaml
+changes nothing), a cleared environment (PATH, HOME, TMPDIR, XDG_CACHE_HOME,
+proxies, SSL_CERT_FILE/DIR, and IMAGE's registry credentials as
+TRIVY_USERNAME/TRIVY_PASSWORD), and every setting as a flag. trivy's --insecure
+is passed only when IMAGE's registry and every registry it downloads a database
+from are insecure-listed (else exit 2).
+
 Exit codes: 0 gate passed; 1 findings at or above --fail-on; 2 usage or input
 error; 3 trivy or the registry failed; 4 timed out. Reports are written in every
 case where a scan result exists, so GitLab shows them for failed jobs too.";
