@@ -26,17 +26,17 @@ fn gitlab_report_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     job(dir.path())
         .arg("--trivy-report")
-        .arg(fixture("minimal-fields.json"))
-        .args(["--fail-on", "none", "registry.example.com/acme/app:1.0"])
+        .arg(sample())
+        .args(["--fail-on", "none", "--dockerfile", "Dockerfile"])
         .run()
         .assert_success();
     let mut report = json(&dir.path().join("gl-container-scanning-report.json"));
-    // The end time is the time of the run.
+    // The end time is the time of the run (the start is the report's CreatedAt).
     report["scan"]["end_time"] = "[end_time]".into();
     // scan-image's own version moves with every release.
     report["scan"]["analyzer"]["version"] = "[version]".into();
     insta::assert_snapshot!(
-        "gitlab_report_minimal_fields",
+        "gitlab_report_sample",
         serde_json::to_string_pretty(&report).unwrap()
     );
 }
