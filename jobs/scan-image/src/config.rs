@@ -123,7 +123,9 @@ impl Config {
         let timeout = kit::duration::parse(&args.timeout)
             .map_err(|e| UsageError::with_source("--timeout (SCAN_TIMEOUT)", e))?;
         if timeout.is_zero() {
-            return Err(UsageError::new("--timeout (SCAN_TIMEOUT) must be more than 0"));
+            return Err(UsageError::new(
+                "--timeout (SCAN_TIMEOUT) must be more than 0",
+            ));
         }
         let platform = args
             .platform
@@ -155,9 +157,8 @@ impl Config {
                         e,
                     )
                 })?;
-                report::read_header(&bytes).map_err(|e| {
-                    UsageError::new(format!("{} is {e}", path.display()))
-                })?;
+                report::read_header(&bytes)
+                    .map_err(|e| UsageError::new(format!("{} is {e}", path.display())))?;
                 Source::Recorded {
                     path: absolute(path)?,
                     bytes,
@@ -185,12 +186,8 @@ impl Config {
                         .map(absolute)
                         .transpose()?,
                 };
-                let insecure = insecure_rule(
-                    &image,
-                    args.registry_insecure,
-                    &args.insecure_registry,
-                    &db,
-                )?;
+                let insecure =
+                    insecure_rule(&image, args.registry_insecure, &args.insecure_registry, &db)?;
                 Source::Trivy(Box::new(TrivySettings {
                     image,
                     platform,
@@ -294,7 +291,11 @@ pub fn insecure_rule(
         }
     };
     if !db.skip_update {
-        add("--db-repository", &db.repositories, &DEFAULT_DB_REPOSITORIES);
+        add(
+            "--db-repository",
+            &db.repositories,
+            &DEFAULT_DB_REPOSITORIES,
+        );
     }
     if !db.skip_java_update {
         add(
@@ -387,7 +388,9 @@ mod tests {
 
     #[test]
     fn insecure_only_for_a_listed_registry_whose_db_downloads_are_listed_or_skipped() {
-        let img = image("registry.local:5000/app@sha256:0000000000000000000000000000000000000000000000000000000000000000");
+        let img = image(
+            "registry.local:5000/app@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        );
         let default_db = DbSettings::default();
         // Not listed: no --insecure, whatever the DB.
         assert!(!insecure_rule(&img, false, &[], &default_db).unwrap());
@@ -424,7 +427,13 @@ mod tests {
         assert!(e.contains("from mirror.gcr.io, ghcr.io;"), "{e}");
         // Listed as a URL or with another case still counts.
         assert!(
-            insecure_rule(&img, false, &list(&["http://Registry.Local:5000"]), &skipped).unwrap()
+            insecure_rule(
+                &img,
+                false,
+                &list(&["http://Registry.Local:5000"]),
+                &skipped
+            )
+            .unwrap()
         );
     }
 
@@ -432,7 +441,13 @@ mod tests {
     fn platforms() {
         assert!(check_platform("linux/arm64").is_ok());
         assert!(check_platform("linux/arm/v7").is_ok());
-        for bad in ["linux", "linux/", "linux/arm64/v8/x", "linux arm64", "linux/$(id)"] {
+        for bad in [
+            "linux",
+            "linux/",
+            "linux/arm64/v8/x",
+            "linux arm64",
+            "linux/$(id)",
+        ] {
             assert!(check_platform(bad).is_err(), "{bad}");
         }
     }

@@ -445,11 +445,7 @@ fn write_reports(
             "write failed".to_string()
         })
     })
-    .map_err(|e| {
-        failure
-            .take()
-            .unwrap_or(Error::TrivyOutput(e))
-    })?;
+    .map_err(|e| failure.take().unwrap_or(Error::TrivyOutput(e)))?;
     gitlab.finish()?;
     let mut written = vec![out.gitlab_report.display().to_string()];
     for (done, path) in [
@@ -489,14 +485,8 @@ fn write_sbom(
         .tempfile_in(dir)
         .map_err(|e| cannot(&e))?;
     let tmp_path = std::path::absolute(tmp.path()).map_err(|e| cannot(&e))?;
-    match runner::convert_to_cyclonedx(
-        &config.trivy,
-        sandbox,
-        env,
-        json,
-        &tmp_path,
-        config.timeout,
-    ) {
+    match runner::convert_to_cyclonedx(&config.trivy, sandbox, env, json, &tmp_path, config.timeout)
+    {
         Ok(()) => {
             tmp.persist(sbom).map_err(|e| cannot(&e.error))?;
             joblog::info(format!(

@@ -6,7 +6,11 @@ mod common;
 use common::*;
 
 fn scan_sample(dir: &std::path::Path, extra: &[&str]) -> Run {
-    job(dir).arg("--trivy-report").arg(sample()).args(extra).run()
+    job(dir)
+        .arg("--trivy-report")
+        .arg(sample())
+        .args(extra)
+        .run()
 }
 
 #[test]

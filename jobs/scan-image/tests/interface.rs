@@ -80,7 +80,10 @@ fn exit_2_usage_errors_each_with_its_cause() {
     )
     .unwrap();
     let cases: &[(&[&str], &str)] = &[
-        (&[], r"nothing to scan: give IMAGE \(or CS_IMAGE\), or --trivy-report FILE"),
+        (
+            &[],
+            r"nothing to scan: give IMAGE \(or CS_IMAGE\), or --trivy-report FILE",
+        ),
         (
             &["--fail-on", "severe", IMAGE],
             r#"--fail-on \(SCAN_FAIL_ON\): "severe" is not a gate level: use none, unknown, low, medium, high or critical"#,
@@ -89,7 +92,10 @@ fn exit_2_usage_errors_each_with_its_cause() {
             &["--severity-threshold", "x", IMAGE],
             r#"--severity-threshold \(CS_SEVERITY_THRESHOLD\): "x" is not a severity: use unknown, low, medium, high or critical"#,
         ),
-        (&["--timeout", "soon", IMAGE], r"--timeout \(SCAN_TIMEOUT\): .+"),
+        (
+            &["--timeout", "soon", IMAGE],
+            r"--timeout \(SCAN_TIMEOUT\): .+",
+        ),
         (
             &["--platform", "linux", IMAGE],
             r#"--platform \(TRIVY_PLATFORM\): "linux" is not OS/ARCH\[/VARIANT\], e\.g\. linux/arm64"#,

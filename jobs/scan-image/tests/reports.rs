@@ -11,18 +11,21 @@ use harness::schemas;
 /// Converts `report` with every output enabled; returns the scratch dir.
 fn convert(report: &std::path::Path, extra: &[&str]) -> (tempfile::TempDir, Run) {
     let dir = tempfile::tempdir().unwrap();
-    let r = job(dir.path()).arg("--trivy-report").arg(report).args([
-        "--sarif",
-        "out.sarif",
-        "--codequality",
-        "cq.json",
-        "--junit",
-        "junit.xml",
-        "--fail-on",
-        "none",
-    ])
-    .args(extra)
-    .run();
+    let r = job(dir.path())
+        .arg("--trivy-report")
+        .arg(report)
+        .args([
+            "--sarif",
+            "out.sarif",
+            "--codequality",
+            "cq.json",
+            "--junit",
+            "junit.xml",
+            "--fail-on",
+            "none",
+        ])
+        .args(extra)
+        .run();
     (dir, r)
 }
 
@@ -200,15 +203,18 @@ fn codequality_report_has_the_fields_gitlab_reads() {
         "FROM rust:1 AS build\nRUN cargo build\n\nFROM debian:12-slim\nCOPY --from=build /x /x\n";
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
-    let r = job(dir.path()).arg("--trivy-report").arg(sample()).args([
-        "--codequality",
-        "cq.json",
-        "--dockerfile",
-        "Dockerfile",
-        "--fail-on",
-        "none",
-    ])
-    .run();
+    let r = job(dir.path())
+        .arg("--trivy-report")
+        .arg(sample())
+        .args([
+            "--codequality",
+            "cq.json",
+            "--dockerfile",
+            "Dockerfile",
+            "--fail-on",
+            "none",
+        ])
+        .run();
     assert_eq!(r.code, 0, "{}", r.stderr);
     let cq = json(&dir.path().join("cq.json"));
     let issues = cq.as_array().unwrap();

@@ -145,9 +145,7 @@ impl Standin {
 }
 
 fn value_after<'a>(argv: &'a str, flag: &str) -> Option<&'a str> {
-    argv.split_whitespace()
-        .skip_while(|w| *w != flag)
-        .nth(1)
+    argv.split_whitespace().skip_while(|w| *w != flag).nth(1)
 }
 
 const IMAGE: &str = "registry.example.com:5050/acme/sensor-app@sha256:5f0e8b5a0b6e9b47e5c1f7b77e2f3c9e0a4d5b6c7d8e9f001122334455667788";
@@ -283,7 +281,10 @@ fn trivy_hanging_is_exit_4_at_the_timeout() {
 fn trivy_garbage_output_is_exit_3() {
     let s = Standin::new("garbage");
     let r = s.job().arg(IMAGE).run();
-    r.assert_failed(3, r"trivy wrote a report that is not valid JSON: .*line 1.*");
+    r.assert_failed(
+        3,
+        r"trivy wrote a report that is not valid JSON: .*line 1.*",
+    );
     let report = json(&s.work().join("gl-container-scanning-report.json"));
     assert_eq!(report["scan"]["status"], "failure");
 }
@@ -291,10 +292,7 @@ fn trivy_garbage_output_is_exit_3() {
 #[test]
 fn trivy_missing_is_exit_2_with_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
-    let r = job(dir.path())
-        .env("PATH", dir.path())
-        .arg(IMAGE)
-        .run();
+    let r = job(dir.path()).env("PATH", dir.path()).arg(IMAGE).run();
     r.assert_failed(
         2,
         r"trivy not found \(trivy\): install it \(https://trivy\.dev/latest/getting-started/installation/\), set SCAN_TRIVY to its path, or convert an existing report with --trivy-report FILE",
@@ -308,7 +306,14 @@ fn sbom_without_trivy_warns_and_still_writes_every_report() {
         .env("PATH", dir.path())
         .arg("--trivy-report")
         .arg(sample())
-        .args(["--sbom", "sbom.json", "--fail-on", "none", "--junit", "junit.xml"])
+        .args([
+            "--sbom",
+            "sbom.json",
+            "--fail-on",
+            "none",
+            "--junit",
+            "junit.xml",
+        ])
         .run();
     r.assert_success();
     assert!(r.stderr.contains("--sbom needs trivy"), "{}", r.stderr);
@@ -319,7 +324,10 @@ fn sbom_without_trivy_warns_and_still_writes_every_report() {
     assert_eq!(report["scan"]["status"], "success");
     assert_eq!(report["vulnerabilities"].as_array().unwrap().len(), 8);
     assert!(dir.path().join("junit.xml").is_file());
-    assert_eq!(dotenv(&dir.path().join("scan-image.env"))["SCAN_GATE"], "passed");
+    assert_eq!(
+        dotenv(&dir.path().join("scan-image.env"))["SCAN_GATE"],
+        "passed"
+    );
     // No temp file left beside the SBOM path.
     let stray: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -333,7 +341,10 @@ fn sbom_without_trivy_warns_and_still_writes_every_report() {
 fn bad_image_reference_is_exit_2() {
     let s = Standin::new("ok");
     let r = s.job().arg("Registry.Example.com/UPPER/case").run();
-    r.assert_failed(2, r#"invalid image reference "Registry\.Example\.com/UPPER/case": .*"#);
+    r.assert_failed(
+        2,
+        r#"invalid image reference "Registry\.Example\.com/UPPER/case": .*"#,
+    );
     assert!(s.argv().is_empty(), "trivy must not run on a bad reference");
 }
 
@@ -388,7 +399,10 @@ fn a_committed_trivy_yaml_and_trivy_variables_do_not_reach_trivy() {
             !config.starts_with(s.work().to_str().unwrap()),
             "the config is in the checkout: {config}"
         );
-        assert!(!run.contains("evil") && !run.contains("--insecure"), "{run}");
+        assert!(
+            !run.contains("evil") && !run.contains("--insecure"),
+            "{run}"
+        );
     }
     let loaded = s.read("config");
     assert!(
@@ -409,7 +423,10 @@ fn a_committed_trivy_yaml_and_trivy_variables_do_not_reach_trivy() {
 #[test]
 fn children_get_a_cleared_environment_without_the_jobs_secrets() {
     let canaries = [
-        ("COSIGN_PRIVATE_KEY", "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----canary-cosign-key"),
+        (
+            "COSIGN_PRIVATE_KEY",
+            "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----canary-cosign-key",
+        ),
         ("COSIGN_PASSWORD", "canary-cosign-password"),
         ("DOCKERHUB_TOKEN", "dckr_pat_canary-token"),
         ("CONFIG_REPO_TOKEN", "glpat-canary-config-repo"),
@@ -441,11 +458,17 @@ fn children_get_a_cleared_environment_without_the_jobs_secrets() {
     let seen = format!("{}\n{}", s.read("argv"), s.env());
     harness::job::assert_no_secret_in("trivy's argv and environment", &seen, &secrets);
     for (name, _) in canaries {
-        assert!(!s.env().contains(&format!("{name}=")), "{name} reached trivy");
+        assert!(
+            !s.env().contains(&format!("{name}=")),
+            "{name} reached trivy"
+        );
     }
     // What trivy needs does reach it; its docker config is empty.
     let env = s.env();
-    assert!(env.contains("HTTPS_PROXY=http://proxy.example.com:3128"), "{env}");
+    assert!(
+        env.contains("HTTPS_PROXY=http://proxy.example.com:3128"),
+        "{env}"
+    );
     assert!(env.contains("SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"));
     assert!(env.lines().any(|l| l.starts_with("PATH=")));
     let docker_config = env
@@ -507,12 +530,18 @@ fn insecure_is_passed_only_when_every_registry_trivy_talks_to_is_listed() {
         .args(["--fail-on", "none"])
         .env("INSECURE_REGISTRY", "other.local,registry.local:5000")
         .env("TRIVY_DB_REPOSITORY", "registry.local:5000/trivy-db:2")
-        .env("TRIVY_JAVA_DB_REPOSITORY", "registry.local:5000/trivy-java-db:1")
+        .env(
+            "TRIVY_JAVA_DB_REPOSITORY",
+            "registry.local:5000/trivy-java-db:1",
+        )
         .run()
         .assert_success();
     let scan = &s.scans()[0];
     assert!(scan.contains(" --insecure "), "{scan}");
-    assert!(scan.contains("--db-repository registry.local:5000/trivy-db:2"), "{scan}");
+    assert!(
+        scan.contains("--db-repository registry.local:5000/trivy-db:2"),
+        "{scan}"
+    );
     assert!(
         scan.contains("--java-db-repository registry.local:5000/trivy-java-db:1"),
         "{scan}"
@@ -522,7 +551,12 @@ fn insecure_is_passed_only_when_every_registry_trivy_talks_to_is_listed() {
     let s = Standin::new("ok");
     s.job()
         .arg(LOCAL)
-        .args(["--fail-on", "none", "--skip-db-update", "--skip-java-db-update"])
+        .args([
+            "--fail-on",
+            "none",
+            "--skip-db-update",
+            "--skip-java-db-update",
+        ])
         .args(["--cache-dir", ".trivycache"])
         .arg("--registry-insecure")
         .run()
@@ -539,8 +573,16 @@ fn insecure_is_passed_only_when_every_registry_trivy_talks_to_is_listed() {
     let s = Standin::new("ok");
     s.job()
         .arg(IMAGE)
-        .args(["--fail-on", "none", "--skip-db-update", "--skip-java-db-update"])
-        .env("INSECURE_REGISTRY", "registry.local:5000,mirror.gcr.io,ghcr.io")
+        .args([
+            "--fail-on",
+            "none",
+            "--skip-db-update",
+            "--skip-java-db-update",
+        ])
+        .env(
+            "INSECURE_REGISTRY",
+            "registry.local:5000,mirror.gcr.io,ghcr.io",
+        )
         .run()
         .assert_success();
     let scan = &s.scans()[0];

@@ -122,12 +122,17 @@ mod tests {
     fn markup_and_control_characters_come_out_well_formed() {
         let mut suite = TestSuite::new("s");
         let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
-        status.set_message("a<b>&\"c'\u{1}").set_description("x</failure>\u{1b}");
+        status
+            .set_message("a<b>&\"c'\u{1}")
+            .set_description("x</failure>\u{1b}");
         suite.add_test_case(TestCase::new("t", status));
         let mut r = Report::new("r");
         r.add_test_suite(suite);
         let xml = r.to_string().unwrap();
         assert!(xml.contains("a&lt;b&gt;&amp;&quot;c&apos;"), "{xml}");
-        assert!(!xml.contains('\u{1}') && !xml.contains("x</failure>"), "{xml}");
+        assert!(
+            !xml.contains('\u{1}') && !xml.contains("x</failure>"),
+            "{xml}"
+        );
     }
 }

@@ -193,9 +193,10 @@ pub fn parse_yaml(text: &str) -> JobResult<Vec<Entry>> {
             };
             let paths = match e.paths.filter(|p| !p.is_empty()) {
                 None => None,
-                Some(p) => Some(glob::compile(&p).map_err(|why| {
-                    JobError::usage(format!("entry {}: paths: {why}", e.id))
-                })?),
+                Some(p) => Some(
+                    glob::compile(&p)
+                        .map_err(|why| JobError::usage(format!("entry {}: paths: {why}", e.id)))?,
+                ),
             };
             Ok(Entry {
                 id: e.id,

@@ -1,6 +1,6 @@
 //! Running the real scan-image binary in a scratch directory, through the
 //! harness's one job runner.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
 
