@@ -209,8 +209,13 @@ pub fn parse_yaml(text: &str) -> JobResult<Vec<Entry>> {
         .collect()
 }
 
+/// A date an ignore file gives that is not one.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a date (YYYY-MM-DD)")]
+pub struct NotADate(String);
+
 /// `2024-12-31` or an RFC 3339 time (its date is used).
-fn parse_date(s: &str) -> Result<Date, String> {
+fn parse_date(s: &str) -> Result<Date, NotADate> {
     let s = s.trim();
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
     if let Ok(d) = Date::parse(s.get(..10).unwrap_or(s), &fmt) {
@@ -218,7 +223,7 @@ fn parse_date(s: &str) -> Result<Date, String> {
     }
     OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .map(|t| t.date())
-        .map_err(|_| format!("{s:?} is not a date (YYYY-MM-DD)"))
+        .map_err(|_| NotADate(s.to_string()))
 }
 
 #[cfg(test)]
