@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Job image sizes, measured offline (no base image can be pulled here).
 #
-# Builds every docker/<job>.Dockerfile for linux/arm64 and linux/amd64 with
+# Builds every job image (docker/<job>.Dockerfile or docker/job.Dockerfile) for linux/arm64 and linux/amd64 with
 #   buildah build --platform linux/arm64,linux/amd64 --build-arg BINARIES=prebuilt
 # from the static musl binaries of scripts/build-musl.sh, pushes each
 # manifest list to an OCI layout, and prints per job and architecture the
@@ -100,6 +100,9 @@ for j in "${JOBS[@]}"; do
   list=localhost/secdeliv-bench/$j:offline
   extra=(--build-arg BASE=scratch)
   [ "$j" = scan-image ] && extra=(--build-arg TRIVY_IMAGE=scratch)
+  # promote, sign and notify share docker/job.Dockerfile (ARG JOB).
+  dockerfile=$ROOT/docker/$j.Dockerfile
+  [ -f "$dockerfile" ] || { dockerfile=$ROOT/docker/job.Dockerfile; extra+=(--build-arg JOB="$j"); }
   start=$SECONDS
   "${B[@]}" build --isolation chroot --pull=never \
     --platform linux/arm64,linux/amd64 --manifest "$list" \
@@ -107,7 +110,7 @@ for j in "${JOBS[@]}"; do
     --build-arg BINARIES=prebuilt --build-arg BIN_DIR=bin \
     --build-arg HELPER_IMAGE="$HELPER" "${extra[@]}" \
     --build-arg VERSION="$VERSION" \
-    -f "$ROOT/docker/$j.Dockerfile" "$WORK/ctx" >"$WORK/$j.build.log" 2>&1 \
+    -f "$dockerfile" "$WORK/ctx" >"$WORK/$j.build.log" 2>&1 \
     || { tail -20 "$WORK/$j.build.log" >&2; echo "run.sh: building $j failed (log: $WORK/$j.build.log)" >&2; exit 1; }
   build_s=$((SECONDS - start))
   L=$WORK/oci/$j
