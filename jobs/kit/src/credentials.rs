@@ -454,16 +454,25 @@ mod tests {
         assert!(registry_env_not_for("src.example", &bound, RegistryEnv::OnlyWhenBound).is_none());
 
         // Unbound: the job's default registry only, after its config.json entry.
-        let unbound = env_with(&dir, &[("REGISTRY_USER", "ru"), ("REGISTRY_PASSWORD", "rp-secret")]);
+        let unbound = env_with(
+            &dir,
+            &[("REGISTRY_USER", "ru"), ("REGISTRY_PASSWORD", "rp-secret")],
+        );
         let (c, src) = discover("src.example", None, &unbound).unwrap().unwrap();
-        assert_eq!((c.username.as_str(), src), ("ru", CredentialSource::RegistryEnv(Binding::JobDefault)));
+        assert_eq!(
+            (c.username.as_str(), src),
+            ("ru", CredentialSource::RegistryEnv(Binding::JobDefault))
+        );
         assert!(
             discover_with("other.example", None, &unbound, RegistryEnv::OnlyWhenBound)
                 .unwrap()
                 .is_none()
         );
         let (c, _) = discover("dst.example", None, &unbound).unwrap().unwrap();
-        assert_eq!(c.username, "cfg", "a host-specific entry wins over unbound REGISTRY_USER");
+        assert_eq!(
+            c.username, "cfg",
+            "a host-specific entry wins over unbound REGISTRY_USER"
+        );
         assert!(
             registry_env_not_for("x.example", &unbound, RegistryEnv::OnlyWhenBound)
                 .unwrap()

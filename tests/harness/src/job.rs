@@ -120,9 +120,12 @@ impl Run {
     #[track_caller]
     pub fn assert_failed(&self, code: i32, pattern: &str) {
         assert_eq!(
-            self.code, code,
+            self.code,
+            code,
             "{} exited {} (expected {code}):\n{}",
-            self.job, self.code, self.all()
+            self.job,
+            self.code,
+            self.all()
         );
         let re = regex::Regex::new(&format!("^(?:{pattern})$")).expect("pattern");
         let cause = self.cause();
@@ -132,7 +135,9 @@ impl Run {
             self.job
         );
         assert_eq!(
-            self.stderr.matches(&format!("{}: error: ", self.job)).count(),
+            self.stderr
+                .matches(&format!("{}: error: ", self.job))
+                .count(),
             1,
             "more than one error line:\n{}",
             self.stderr
@@ -175,7 +180,11 @@ pub fn secret_forms(secret: &str) -> Vec<String> {
             let tail_len = enc.len().saturating_sub(skip);
             // Keep whole 4-character groups only from the aligned start; the
             // last character may depend on what follows.
-            let core: String = enc.chars().skip(skip).take(tail_len.saturating_sub(1)).collect();
+            let core: String = enc
+                .chars()
+                .skip(skip)
+                .take(tail_len.saturating_sub(1))
+                .collect();
             if core.len() >= 6 {
                 forms.push(core);
             }
@@ -260,7 +269,8 @@ mod tests {
     fn finds_the_secret_in_a_basic_auth_header() {
         let secret = "glpat-canary-7Hq2";
         for user in ["u", "us", "oauth2", "gitlab-ci-token"] {
-            let header = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"));
+            let header =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"));
             let text = format!("> Authorization: Basic {header}\n");
             let r = std::panic::catch_unwind(|| assert_no_secret_in("log", &text, &[secret]));
             assert!(r.is_err(), "missed base64 of {user}:secret");
@@ -271,10 +281,14 @@ mod tests {
             assert!(r.is_err(), "missed glued base64 of {user}:secret");
         }
         for text in [
-            format!("token={}", url::form_urlencoded::byte_serialize(b"a b&c=canary").collect::<String>()),
+            format!(
+                "token={}",
+                url::form_urlencoded::byte_serialize(b"a b&c=canary").collect::<String>()
+            ),
             "plain a b&c=canary".to_string(),
         ] {
-            let r = std::panic::catch_unwind(|| assert_no_secret_in("log", &text, &["a b&c=canary"]));
+            let r =
+                std::panic::catch_unwind(|| assert_no_secret_in("log", &text, &["a b&c=canary"]));
             assert!(r.is_err(), "missed {text}");
         }
         assert_no_secret_in("log", "nothing here but Basic dXNlcjpvdGhlcg==", &[secret]);
