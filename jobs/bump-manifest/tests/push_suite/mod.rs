@@ -67,6 +67,7 @@ fn push_rewrites_only_the_reference_bytes_in_every_layout() {
     );
 
     let old_lab = "sha256:f4b9a364a032bc81bce365e09df62104e1688a7d2081a67e79b7802671996815";
+    let old_south = "sha256:a961f5a33a0faf27ed075ce3ebe3feab9dca407b829e69a381fa6d5181cbf21c";
     let old_north = "sha256:0f4e5cd4c8a3b3a8a1f0e3d0d4a6b5c7e9f1a2b3c4d5e6f708192a3b4c5d6e7f";
     let expect: Vec<(&str, Vec<(String, String)>)> = vec![
         (
@@ -85,10 +86,10 @@ fn push_rewrites_only_the_reference_bytes_in_every_layout() {
         ),
         (
             "apps/sensor-app/overlays/pi-fleet-south/kustomization.yaml",
-            vec![(
-                "newTag: '1.3.2'}".into(),
-                format!("newTag: '1.5.0', digest: {D1}}}"),
-            )],
+            vec![
+                ("newTag: '1.3.2'".into(), "newTag: '1.5.0'".into()),
+                (old_south.into(), D1.into()),
+            ],
         ),
         (
             "apps/gateway/values-pi.yaml",
@@ -113,7 +114,10 @@ fn push_rewrites_only_the_reference_bytes_in_every_layout() {
         ),
         (
             "argocd/sensor-app-pi-fleet.yaml",
-            vec![("sensor-app:1.3.2".into(), format!("sensor-app:1.5.0@{D1}"))],
+            vec![(
+                format!("sensor-app:1.3.2@{old_south}"),
+                format!("sensor-app:1.5.0@{D1}"),
+            )],
         ),
     ];
     for (path, bytes) in &before {
