@@ -6,6 +6,9 @@
 # musl job binaries the arm64 tests run under qemu.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The real peers the tests run beside the jobs (trivy, cosign v2 and v3,
+# containerd and ctr, crane), pinned, built from the Go module proxy into .tools/bin.
+bash scripts/install-peers.sh
 cargo build --workspace --bins --locked
 bash scripts/build-sensor-app.sh
 # Static musl binaries of the jobs for both architectures (tests/e2e/tests/arm64.rs
