@@ -8,7 +8,8 @@
 #   bash scripts/install-peers.sh trivy      # some
 #
 # Cold, on 2 cores: trivy ≈ 6 min, each cosign ≈ 3 min, containerd ≈ 2 min,
-# crane ≈ 30 s (the Go build cache is kept between runs on one machine).
+# crane ≈ 30 s, trivy-db-fixture ≈ 1 min (the Go build cache is kept between
+# runs on one machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -49,6 +50,21 @@ SELECTED="$*"
 # trivy v0.74 uses encoding/json/v2, behind GOEXPERIMENT=jsonv2 in Go 1.25+
 # (its release builds set the same).
 if want trivy; then build trivy "$TRIVY_VERSION" github.com/aquasecurity/trivy/cmd/trivy GOEXPERIMENT=jsonv2; fi
+# The test peer that builds trivy's vulnerability DB from fixture advisories
+# (tests/peers/trivy-db, its own Go module): rebuilt when its source changes.
+if want trivy-db-fixture || want trivy; then
+  src=tests/peers/trivy-db
+  stamp="local:$(cat "$src/go.mod" "$src/go.sum" "$src"/*.go | sha256sum | cut -c1-16)"
+  if [ -x "$bin/trivy-db-fixture" ] && [ "$(cat "$bin/trivy-db-fixture.version" 2>/dev/null)" = "$stamp" ]; then
+    echo "trivy-db-fixture: $stamp (already built)"
+  else
+    echo "trivy-db-fixture: building $src"
+    start=$SECONDS
+    (cd "$src" && go build -trimpath -ldflags="-s -w" -o "$bin/trivy-db-fixture" .)
+    echo "$stamp" >"$bin/trivy-db-fixture.version"
+    echo "trivy-db-fixture: built in $((SECONDS - start)) s"
+  fi
+fi
 if want crane; then build crane "$GGCR_VERSION" github.com/google/go-containerregistry/cmd/crane; fi
 if want cosign; then
   build cosign-v2 "$COSIGN_V2_VERSION" github.com/sigstore/cosign/v2/cmd/cosign
