@@ -47,6 +47,16 @@ pub enum Error {
     /// A manifest that cannot be read (not JSON, schema 1, bad descriptor).
     #[error("{0}")]
     Manifest(String),
+    /// A referrers list (the OCI 1.1 referrers API's answer, or the image
+    /// index under the referrers tag schema's `sha256-<hex>` tag) that is not
+    /// a valid image index: exit 3, naming the endpoint.
+    #[error("{what}: {endpoint} is not a valid OCI image index of referrers: {reason}")]
+    Referrers {
+        what: String,
+        /// The URL (no query) that answered.
+        endpoint: String,
+        reason: String,
+    },
     /// Input the caller gave that cannot be used (exit 2).
     #[error("{0}")]
     Usage(String),
@@ -115,7 +125,8 @@ impl Error {
             | Error::CredentialOrigin { .. }
             | Error::Downgrade { .. }
             | Error::Digest { .. }
-            | Error::Manifest(_) => ExitKind::Remote,
+            | Error::Manifest(_)
+            | Error::Referrers { .. } => ExitKind::Remote,
             Error::Usage(_) => ExitKind::Usage,
             Error::Kit(e) => e.kind,
             Error::Context { source, .. } => source.exit_kind(),

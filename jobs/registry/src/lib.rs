@@ -12,6 +12,8 @@
 //! - [`blobs`]: HEAD, GET, upload, mount, streamed copy (memory does not
 //!   grow with the blob).
 //! - [`manifests`]: resolve, exact bytes in and out, tags.
+//! - [`referrers`]: OCI 1.1 referrers, through the referrers API or the
+//!   referrers tag schema.
 //! - [`error`]: [`Error`], one exit code per cause.
 //! - [`creds`]: which credentials each registry gets.
 //!
@@ -40,6 +42,7 @@ pub mod creds;
 pub mod error;
 pub mod manifest;
 pub mod manifests;
+pub mod referrers;
 pub mod transport;
 
 pub use blobs::BlobCopy;
@@ -48,3 +51,4 @@ pub use creds::{RegistryEnv, credentials_for, credentials_for_with};
 pub use error::Error;
 pub use manifest::{Contents, Descriptor, IndexEntry, Manifest, sha256};
 pub use manifests::{Resolved, display_ref, reference_of};
+pub use referrers::{Referrer, describe_referrer, referrers_tag};

@@ -37,6 +37,13 @@ pub fn reference_of(image: &ImageRef) -> String {
     }
 }
 
+/// What a manifest PUT answered.
+pub(crate) struct Pushed {
+    pub digest: Digest,
+    /// `OCI-Subject`: the registry indexed the manifest as a referrer of it.
+    pub subject: Option<Digest>,
+}
+
 /// The answer of `GET /v2/<name>/tags/list`.
 #[derive(serde::Deserialize)]
 struct TagList {
@@ -201,7 +208,22 @@ impl Registry {
         media_type: &str,
         bytes: impl Into<bytes::Bytes>,
     ) -> Result<Digest> {
-        let bytes: bytes::Bytes = bytes.into();
+        Ok(self
+            .put_manifest(repo, reference, media_type, bytes.into())
+            .await?
+            .digest)
+    }
+
+    /// [`Registry::push_manifest`]'s work, also returning the `OCI-Subject`
+    /// header of the answer (a registry that processed the manifest's
+    /// `subject` says so with it).
+    pub(crate) async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: bytes::Bytes,
+    ) -> Result<Pushed> {
         let digest = manifest::sha256(&bytes);
         if let Ok(d) = reference.parse::<Digest>()
             && d != digest
@@ -236,7 +258,8 @@ impl Registry {
                 ),
             });
         }
-        Ok(digest)
+        let subject = header(&resp, "oci-subject").and_then(|d| d.parse::<Digest>().ok());
+        Ok(Pushed { digest, subject })
     }
 
     /// Convenience: pushes a [`Manifest`] under `reference`.

@@ -9,6 +9,9 @@
 //!   `WWW-Authenticate`, …), to prove a credential never went there.
 //! - [`git_server`], [`gitlab_sim`], [`argocd_sim`], [`registry`]: a real
 //!   git server, GitLab and Argo CD simulators, real registries and a gateway.
+//! - [`oci_registry`]: a registry with the OCI 1.1 referrers API
+//!   (go-containerregistry's, built from `tests/peers/ociregistry`), and
+//!   [`oci_registry::AnyRegistry`] to run one test body against both kinds.
 //! - [`tls_proxy`]: TLS in front of any plain server.
 //! - [`job`]: starting a job binary and checking its exit code, cause and
 //!   secrets.
@@ -18,6 +21,7 @@ pub mod git_server;
 pub mod gitlab_sim;
 pub mod http_server;
 pub mod job;
+pub mod oci_registry;
 pub mod origin;
 pub mod registry;
 pub mod schemas;
