@@ -33,3 +33,9 @@ if ! kubectl kustomize --help >/dev/null 2>&1; then
   command -v pyenv >/dev/null && pyenv rehash || true
 fi
 echo "$(kubectl version --client 2>/dev/null | head -2 | tr '\n' ' ')"
+
+# cargo-auditable: scripts/build-sensor-app.sh builds the example app with it,
+# so the binaries carry their crate list and trivy finds the app's crates
+# (about 1 min cold).
+command -v cargo-auditable >/dev/null || cargo install --locked --quiet cargo-auditable@0.7.2
+echo "cargo-auditable: $(command -v cargo-auditable)"

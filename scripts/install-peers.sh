@@ -29,7 +29,8 @@ export GOFLAGS=-buildvcs=false CGO_ENABLED=0
 build() {
   local name=$1 version=$2 pkg=$3
   shift 3
-  if [ -x "$bin/$name" ] && [ "$(cat "$bin/$name.version" 2>/dev/null)" = "$pkg@$version" ]; then
+  local stamp="$pkg@$version${LDFLAGS_X:+ $LDFLAGS_X}"
+  if [ -x "$bin/$name" ] && [ "$(cat "$bin/$name.version" 2>/dev/null)" = "$stamp" ]; then
     echo "$name: $version (already built)"
     return
   fi
@@ -37,10 +38,10 @@ build() {
   tmp=$(mktemp -d)
   echo "$name: building $pkg@$version"
   local start=$SECONDS
-  env "$@" GOBIN="$tmp" go install -trimpath -ldflags="-s -w" "$pkg@$version"
+  env "$@" GOBIN="$tmp" go install -trimpath -ldflags="-s -w${LDFLAGS_X:+ $LDFLAGS_X}" "$pkg@$version"
   mv "$tmp/$(basename "$pkg")" "$bin/$name"
   rm -rf "$tmp"
-  echo "$pkg@$version" >"$bin/$name.version"
+  echo "$stamp" >"$bin/$name.version"
   echo "$name: built in $((SECONDS - start)) s"
 }
 
@@ -49,7 +50,12 @@ SELECTED="$*"
 
 # trivy v0.74 uses encoding/json/v2, behind GOEXPERIMENT=jsonv2 in Go 1.25+
 # (its release builds set the same).
-if want trivy; then build trivy "$TRIVY_VERSION" github.com/aquasecurity/trivy/cmd/trivy GOEXPERIMENT=jsonv2; fi
+# Its version string is set at link time, as its release build does
+# (goreleaser.yml); without it `trivy --version` and its reports say "dev".
+if want trivy; then
+  LDFLAGS_X="-X github.com/aquasecurity/trivy/pkg/version/app.ver=${TRIVY_VERSION#v}" \
+    build trivy "$TRIVY_VERSION" github.com/aquasecurity/trivy/cmd/trivy GOEXPERIMENT=jsonv2
+fi
 # The test peer that builds trivy's vulnerability DB from fixture advisories
 # (tests/peers/trivy-db, its own Go module): rebuilt when its source changes.
 if want trivy-db-fixture || want trivy; then

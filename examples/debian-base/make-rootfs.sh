@@ -15,6 +15,7 @@ PKGS=(
   "base-files=12.4+deb12u15"
   "zlib1g=1:1.2.13.dfsg-1"
   "libssl3=3.0.20-1~deb12u2"
+  "openssl=3.0.20-1~deb12u2"
 )
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

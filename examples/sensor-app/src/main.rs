@@ -14,6 +14,8 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use smallvec::{SmallVec, smallvec};
+
 /// Where a reading came from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Source {
@@ -74,11 +76,13 @@ impl Config {
 
 fn json_escape(s: &str) -> String {
     s.chars()
-        .flat_map(|c| match c {
-            '"' => vec!['\\', '"'],
-            '\\' => vec!['\\', '\\'],
-            c if (c as u32) < 0x20 => format!("\\u{:04x}", c as u32).chars().collect(),
-            c => vec![c],
+        .flat_map(|c| -> SmallVec<[char; 6]> {
+            match c {
+                '"' => smallvec!['\\', '"'],
+                '\\' => smallvec!['\\', '\\'],
+                c if (c as u32) < 0x20 => format!("\\u{:04x}", c as u32).chars().collect(),
+                c => smallvec![c],
+            }
         })
         .collect()
 }
