@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Project, names, template_files, yaml_documents};
+use common::{DIGEST_CHECK, DIGEST_CHECKED, Project, names, template_files, yaml_documents};
 use harness::schemas::{GITLAB_CI, assert_valid, violations};
 
 /// One template per job of the flow.
@@ -368,8 +368,13 @@ fn each_template_loads_alone_with_its_needs_stubbed() {
             "notify-argocd" => "bump-manifest",
             _ => "",
         };
-        let mut ci =
-            format!("include:\n  - local: /ci-templates/{t}.yml\n    inputs:\n      stage: test\n");
+        let mut ci = String::from("include:\n");
+        if DIGEST_CHECKED.contains(&t) {
+            ci.push_str(&format!("  - local: /ci-templates/{DIGEST_CHECK}.yml\n"));
+        }
+        ci.push_str(&format!(
+            "  - local: /ci-templates/{t}.yml\n    inputs:\n      stage: test\n"
+        ));
         if !stubs.is_empty() {
             ci.push_str(&format!("{stubs}:\n  stage: build\n  script: [\"true\"]\n"));
         }
@@ -388,6 +393,44 @@ fn each_template_loads_alone_with_its_needs_stubbed() {
     }
 }
 
+/// The stage templates that check digests `!reference` the hidden job in
+/// digest-check.yml; included without it, the pipeline does not load, and
+/// the cause names the missing reference (never a job that skips the check).
+#[test]
+fn a_digest_checked_template_without_digest_check_yml_does_not_load() {
+    let p = Project::new(
+        "include:\n  - local: /ci-templates/scan-image.yml\nbuild-image:\n  stage: build\n  script: [\"true\"]\n",
+    );
+    let out = p.gcl(&["--list-json"]);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success(),
+        "scan-image loaded without {DIGEST_CHECK}.yml:\n{all}"
+    );
+    assert!(
+        all.contains("!reference [.secdeliv-digest-check, script]"),
+        "the cause does not name the missing reference:\n{all}"
+    );
+}
+
+#[test]
+fn the_digest_check_file_validates_against_the_gitlab_ci_schema() {
+    let what = format!("ci-templates/{DIGEST_CHECK}.yml");
+    let text = std::fs::read_to_string(common::root().join(&what)).unwrap();
+    let docs = yaml_documents(&text, &what);
+    assert_eq!(docs.len(), 1, "{what}: one document");
+    assert_valid(GITLAB_CI, &docs[0]);
+    let jobs: Vec<&String> = docs[0].as_object().unwrap().keys().collect();
+    assert!(
+        jobs.iter().all(|j| j.starts_with('.')),
+        "{what} defines only hidden jobs (a visible one would run in every pipeline that includes it): {jobs:?}"
+    );
+}
+
 #[test]
 fn each_stage_template_loads_as_a_ci_cd_component() {
     // A component project holds the same files under templates/; gitlab-ci-local
@@ -402,10 +445,22 @@ fn each_stage_template_loads_as_a_ci_cd_component() {
         let p = Project::new("stub:\n  script: [\"true\"]\n");
         let text =
             std::fs::read_to_string(common::root().join(format!("ci-templates/{t}.yml"))).unwrap();
-        let sha = p.commit_file(&format!("templates/{t}.yml"), &text);
-        let mut ci = format!(
-            "include:\n  - component: gitlab.com/acme/sensor-app/{t}@{sha}\n    inputs:\n      stage: test\n      job-suffix: -component\n"
-        );
+        let mut sha = p.commit_file(&format!("templates/{t}.yml"), &text);
+        let mut ci = String::from("include:\n");
+        if DIGEST_CHECKED.contains(&t) {
+            // The hidden check job, a component of the same catalog project.
+            let check = std::fs::read_to_string(
+                common::root().join(format!("ci-templates/{DIGEST_CHECK}.yml")),
+            )
+            .unwrap();
+            sha = p.commit_file(&format!("templates/{DIGEST_CHECK}.yml"), &check);
+            ci.push_str(&format!(
+                "  - component: gitlab.com/acme/sensor-app/{DIGEST_CHECK}@{sha}\n"
+            ));
+        }
+        ci.push_str(&format!(
+            "  - component: gitlab.com/acme/sensor-app/{t}@{sha}\n    inputs:\n      stage: test\n      job-suffix: -component\n"
+        ));
         if let Some(s) = stub {
             ci.push_str(&format!("{s}:\n  stage: build\n  script: [\"true\"]\n"));
         }

@@ -23,7 +23,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::{Project, root, template_files, yaml_documents};
+use common::{DIGEST_CHECK, DIGEST_CHECKED, Project, root, template_files, yaml_documents};
 use serde_json::{Value, json};
 
 const BUILD_DIGEST: &str =
@@ -197,10 +197,15 @@ struct Outcome {
 /// stubbed. Runs the whole pipeline under the shell executor.
 fn run(t: &Template, inputs: &BTreeMap<String, String>, markers: &Path) -> Outcome {
     let mut ci = serde_json::Map::new();
-    ci.insert(
-        "include".into(),
-        json!([{"local": format!("/ci-templates/{}.yml", t.name), "inputs": inputs}]),
-    );
+    let mut include =
+        vec![json!({"local": format!("/ci-templates/{}.yml", t.name), "inputs": inputs})];
+    if DIGEST_CHECKED.contains(&t.name.as_str()) {
+        include.insert(
+            0,
+            json!({"local": format!("/ci-templates/{DIGEST_CHECK}.yml")}),
+        );
+    }
+    ci.insert("include".into(), Value::Array(include));
     if t.name != "gitops-iot" {
         for (input, spec) in &t.inputs {
             if input.ends_with("-job") {
@@ -461,12 +466,32 @@ fn gitops_iot_inputs_never_run_as_shell() {
     inputs_never_run_as_shell("gitops-iot");
 }
 
-/// The by-digest check is one text: the same script item in every template
-/// that has it (scan-image, promote-image, sign-image, bump-manifest).
+/// The by-digest check is written once, in digest-check.yml (a hidden job),
+/// and each template that checks runs it with
+/// `!reference [.secdeliv-digest-check, script]`: exactly one such item in its
+/// job's script, and no copy of the check's text anywhere else.
 #[test]
-fn the_digest_check_is_the_same_text_everywhere() {
-    let mut checks = BTreeMap::new();
-    for name in ["scan-image", "promote-image", "sign-image", "bump-manifest"] {
+fn the_digest_check_is_written_once_and_referenced_by_each_template() {
+    let path = root().join(format!("ci-templates/{DIGEST_CHECK}.yml"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let docs = yaml_documents(&text, DIGEST_CHECK);
+    assert_eq!(
+        docs.len(),
+        1,
+        "{DIGEST_CHECK}.yml: one document, no spec header"
+    );
+    let check = docs[0][".secdeliv-digest-check"]["script"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{DIGEST_CHECK}.yml: no .secdeliv-digest-check script"));
+    assert!(
+        check
+            .iter()
+            .any(|s| s.as_str().is_some_and(|s| s.contains("secdeliv_hex"))
+                && s.as_str().is_some_and(|s| s.contains("exit 2"))),
+        "{DIGEST_CHECK}.yml: the check is not there: {check:?}"
+    );
+    let reference = json!([".secdeliv-digest-check", "script"]);
+    for name in DIGEST_CHECKED {
         let t = template(name);
         let job = t
             .body
@@ -477,28 +502,23 @@ fn the_digest_check_is_the_same_text_everywhere() {
             .unwrap()
             .1
             .clone();
-        let items: Vec<String> = job["script"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|s| s.as_str())
-            .filter(|s| s.contains("secdeliv_hex"))
-            .map(String::from)
-            .collect();
+        let items = job["script"].as_array().unwrap();
         assert_eq!(
-            items.len(),
+            items.iter().filter(|s| **s == reference).count(),
             1,
-            "{name}: want one digest check, have {items:?}"
+            "{name}: want one `!reference [.secdeliv-digest-check, script]` in {items:?}"
         );
         assert!(
             job["variables"]["SECDELIV_IMAGE"].is_string(),
             "{name}: the check reads SECDELIV_IMAGE"
         );
-        let _ = &t.text;
-        checks.insert(name, items[0].clone());
     }
-    let first = checks.values().next().unwrap().clone();
-    for (name, c) in &checks {
-        assert_eq!(c, &first, "{name}'s digest check differs from the others");
+    for path in template_files() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            !text.contains("secdeliv_hex"),
+            "{}: a copy of the digest check; reference {DIGEST_CHECK}.yml instead",
+            path.display()
+        );
     }
 }

@@ -12,13 +12,24 @@ pub fn root() -> PathBuf {
     harness::schemas::workspace_root()
 }
 
-/// Every template file in ci-templates/, sorted.
+/// ci-templates/digest-check.yml: the hidden job `.secdeliv-digest-check`
+/// that scan-image, promote-image, sign-image and bump-manifest run with
+/// `!reference`. Not a template: no `spec:` header, no visible job.
+pub const DIGEST_CHECK: &str = "digest-check";
+
+/// The templates that run the digest check and need digest-check.yml beside them.
+pub const DIGEST_CHECKED: [&str; 4] =
+    ["scan-image", "promote-image", "sign-image", "bump-manifest"];
+
+/// Every template file in ci-templates/ (a `spec:` header, `---`, jobs),
+/// sorted; digest-check.yml is not one.
 pub fn template_files() -> Vec<PathBuf> {
     let dir = root().join("ci-templates");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
         .map(|e| e.expect("dir entry").path())
         .filter(|p| p.extension().is_some_and(|x| x == "yml"))
+        .filter(|p| p.file_stem().is_some_and(|s| s != DIGEST_CHECK))
         .collect();
     files.sort();
     files
