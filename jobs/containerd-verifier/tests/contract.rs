@@ -215,7 +215,7 @@ fn registry_down_refuses_and_a_cached_digest_still_pulls() {
 #[test]
 fn a_registry_slower_than_the_policy_timeout_refuses() {
     let reg = TestRegistry::start();
-    let gw = Gateway::start(&reg.url(), GatewayOptions::default());
+    let gw = Gateway::start(&reg.host(), GatewayOptions::default());
     let host = gw.host();
     let node = Node::new();
     let k = key(node.dir.path(), "cosign");
