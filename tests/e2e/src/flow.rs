@@ -14,9 +14,14 @@
 //!
 //! buildah builds the sensor-app image for linux/arm64 and linux/amd64 from
 //! its own Dockerfile (`BINARIES=prebuilt`: the static musl binaries built
-//! beforehand, so nothing runs emulated and nothing is pulled). trivy cannot
-//! run here (no vulnerability database): scan-image reads a recorded trivy
-//! report through `SCAN_TRIVY_REPORT`, and says so in its log.
+//! beforehand, so nothing runs emulated and nothing is pulled). scan-image
+//! runs the real trivy (v0.74.0 from `.tools/bin`, `SCAN_TRIVY`, as the job
+//! image's `ENV` names it) on the image it built. trivy's vulnerability DB
+//! cannot be downloaded here, nor by an air-gapped user: as such a user
+//! does, the project mirrors one into its registry — the fixture DB
+//! (`tests/peers/trivy-db`) pushed as trivy's OCI artifact to the staging
+//! registry at [`DB_REPOSITORY`] — and points the scan at it with CI/CD
+//! variables (`TRIVY_DB_REPOSITORY`, `TRIVY_SKIP_JAVA_DB_UPDATE`).
 //!
 //! Three things differ from a user's pipeline, each rewritten on a copy and
 //! checked to be there: the include is `local:` instead of `project:` (there
@@ -75,6 +80,54 @@ pub const PLATFORMS: [&str; 2] = ["linux/arm64", "linux/amd64"];
 pub const SENSOR_TARGETS: [&str; 2] = ["aarch64-unknown-linux-musl", "x86_64-unknown-linux-musl"];
 
 const STAGING_USER: &str = "ci-bot";
+
+/// Where the trivy DB mirror lives in the staging ("GitLab") registry.
+pub const DB_REPOSITORY: &str = "secdeliv/trivy-db:2";
+
+/// A peer tool built by `scripts/install-peers.sh` into `<root>/.tools/bin`.
+pub fn peer(name: &str) -> Result<PathBuf, String> {
+    let p = root().join(".tools/bin").join(name);
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{} is missing: run scripts/install-peers.sh (it builds trivy v0.74.0 and trivy-db-fixture)",
+            p.display()
+        ))
+    }
+}
+
+/// Builds the fixture trivy DB and pushes it to `registry` as
+/// `HOST/`[`DB_REPOSITORY`], with the registry's credentials in a docker
+/// config of its own (never argv).
+fn mirror_trivy_db(registry: &TestRegistry, work: &Path) -> Result<String, String> {
+    let tool = peer("trivy-db-fixture")?;
+    let dest = format!("{}/{DB_REPOSITORY}", registry.host());
+    let dir = work.join("trivy-db");
+    let docker = dir.join("docker");
+    std::fs::create_dir_all(&docker).map_err(|e| e.to_string())?;
+    if let Some((u, p)) = registry.credentials() {
+        let auth = harness::registry::auth_file(&docker, &registry.host(), u, p);
+        std::fs::rename(auth, docker.join("config.json")).map_err(|e| e.to_string())?;
+    }
+    let out = Command::new(tool)
+        .arg("-advisories")
+        .arg(root().join("tests/peers/trivy-db/advisories.json"))
+        .arg("-out")
+        .arg(dir.join("db"))
+        .args(["-push", &dest, "-insecure"])
+        .env("DOCKER_CONFIG", &docker)
+        .output()
+        .map_err(|e| format!("trivy-db-fixture: {e}"))?;
+    let _ = std::fs::remove_dir_all(&docker);
+    if !out.status.success() {
+        return Err(format!(
+            "trivy-db-fixture could not mirror the DB to {dest}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(dest)
+}
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -290,6 +343,8 @@ impl Flow {
         let mut secrets = Secrets::new();
 
         let staging = TestRegistry::start_with_htpasswd(STAGING_USER, &secrets.staging_password);
+        let trivy = peer("trivy")?;
+        let db_repository = mirror_trivy_db(&staging, work)?;
         let hub_registry = TestRegistry::start();
         let hub = Gateway::start(
             &hub_registry.host(),
@@ -351,7 +406,14 @@ impl Flow {
         let _ = std::fs::remove_dir_all(&project);
         let example = root().join("examples/sensor-app");
         std::fs::create_dir_all(project.join("src")).map_err(|e| e.to_string())?;
-        for entry in ["Dockerfile", "Cargo.toml", "Cargo.lock", "README.md", "src"] {
+        for entry in [
+            "Dockerfile",
+            "Cargo.toml",
+            "Cargo.lock",
+            "README.md",
+            "vulnerability-allowlist.yml",
+            "src",
+        ] {
             let from = example.join(entry);
             if from.is_dir() {
                 copy_dir(&from, &project.join(entry));
@@ -448,8 +510,11 @@ impl Flow {
             "BUMP_MANIFEST_GIT_TRANSPORT": "builtin",
             // Both registries here speak plain HTTP on 127.0.0.1.
             "INSECURE_REGISTRY": format!("{},{}", staging.host(), hub.host()),
-            // No trivy database here: the recorded report of the sensor-app image.
-            "SCAN_TRIVY_REPORT": root().join("examples/reports/trivy-sensor-app.json").display().to_string(),
+            // The real trivy, where the job image's ENV SCAN_TRIVY names it.
+            "SCAN_TRIVY": trivy.display().to_string(),
+            // The project's mirror of trivy's DB (no Java DB mirrored).
+            "TRIVY_DB_REPOSITORY": db_repository,
+            "TRIVY_SKIP_JAVA_DB_UPDATE": "true",
         });
         // JSON is YAML: one flat mapping of strings.
         std::fs::write(
