@@ -115,7 +115,16 @@ pub struct Args {
     #[arg(long, env = "TRIVY_IGNOREFILE", value_name = "FILE")]
     pub ignore_file: Option<PathBuf>,
 
-    /// Platform of a multi-arch image to scan, e.g. linux/arm64.
+    /// Platforms of IMAGE's index to scan: `all` (every platform manifest,
+    /// attestations left out), or a comma-separated list such as
+    /// linux/arm64,linux/amd64; each must be in the index (else exit 2).
+    /// Findings are merged: one per vulnerability and package, listing its
+    /// platforms. [default: all]
+    #[arg(long, env = "SCAN_PLATFORMS", value_name = "all|OS/ARCH,...")]
+    pub platforms: Option<String>,
+
+    /// One platform to scan, e.g. linux/arm64: the same as --platforms
+    /// OS/ARCH (GitLab's variable name; give one of the two).
     #[arg(long, env = "TRIVY_PLATFORM", value_name = "OS/ARCH")]
     pub platform: Option<String>,
 

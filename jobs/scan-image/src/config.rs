@@ -15,6 +15,7 @@ use kit::reference::ImageRef;
 use time::OffsetDateTime;
 
 use crate::cli::Args;
+use crate::platforms::{Platforms, check_platform};
 use crate::severity::{FailOn, Severity};
 use crate::suppress::{Allowlist, IgnoreRules, Suppressions};
 use crate::trivy::report;
@@ -61,7 +62,11 @@ pub enum Source {
 #[derive(Debug)]
 pub struct TrivySettings {
     pub image: ImageRef,
-    pub platform: Option<String>,
+    /// Which platform manifests of the index trivy scans.
+    pub platforms: Platforms,
+    /// Registries spoken to over plain HTTP when reading IMAGE's index
+    /// (`--insecure-registry`, and IMAGE's with `--registry-insecure`).
+    pub plain_http_registries: Vec<String>,
     pub credentials: Option<(Credentials, CredentialSource)>,
     /// trivy's global `--insecure` (see [`insecure_rule`]).
     pub insecure: bool,
@@ -127,13 +132,7 @@ impl Config {
                 "--timeout (SCAN_TIMEOUT) must be more than 0",
             ));
         }
-        let platform = args
-            .platform
-            .as_deref()
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(check_platform)
-            .transpose()?;
+        let platforms = platform_choice(&args)?;
 
         let outputs = Outputs {
             gitlab_report: args.gitlab_report.clone(),
@@ -188,9 +187,14 @@ impl Config {
                 };
                 let insecure =
                     insecure_rule(&image, args.registry_insecure, &args.insecure_registry, &db)?;
+                let mut plain_http_registries = non_empty(&args.insecure_registry);
+                if args.registry_insecure {
+                    plain_http_registries.push(image.registry.clone());
+                }
                 Source::Trivy(Box::new(TrivySettings {
                     image,
-                    platform,
+                    platforms: platforms.clone().unwrap_or(Platforms::All),
+                    plain_http_registries,
                     credentials,
                     insecure,
                     db,
@@ -202,6 +206,15 @@ impl Config {
         } else {
             args.trivy.clone()
         };
+        // A scan needs trivy: say so before the registry is read.
+        if matches!(source, Source::Trivy(_)) && !program_exists(&trivy, env) {
+            return Err(UsageError::new(
+                crate::error::Error::TrivyNotFound {
+                    program: trivy.clone(),
+                }
+                .to_string(),
+            ));
+        }
         Ok(Config {
             image,
             source,
@@ -229,22 +242,45 @@ fn absolute(p: &Path) -> Result<PathBuf, UsageError> {
         .map_err(|e| UsageError::with_source(format!("cannot resolve {}", p.display()), e))
 }
 
-/// `os/arch` or `os/arch/variant`, as trivy's `--platform` takes it.
-fn check_platform(p: &str) -> Result<String, UsageError> {
-    let parts: Vec<&str> = p.split('/').collect();
-    let ok = (2..=3).contains(&parts.len())
-        && parts.iter().all(|s| {
-            !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        });
-    if ok {
-        Ok(p.to_string())
-    } else {
-        Err(UsageError::new(format!(
-            "--platform (TRIVY_PLATFORM): {p:?} is not OS/ARCH[/VARIANT], e.g. linux/arm64"
-        )))
+/// Whether `program` (a path, or a name looked up in the job's PATH, as
+/// the child's PATH is the job's) is an existing file.
+fn program_exists(program: &Path, env: &dyn Env) -> bool {
+    if program.components().count() > 1 {
+        return program.is_file();
     }
+    env.var("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+        .unwrap_or(false)
+}
+
+/// `--platforms`, or `--platform` as a list of one (not both); `None` when
+/// neither is given (then: all).
+fn platform_choice(args: &Args) -> Result<Option<Platforms>, UsageError> {
+    let given = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+    };
+    let choice = match (given(&args.platforms), given(&args.platform)) {
+        (Some(_), Some(_)) => {
+            return Err(UsageError::new(
+                "--platforms (SCAN_PLATFORMS) and --platform (TRIVY_PLATFORM) both given: use --platforms, it takes one platform too",
+            ));
+        }
+        (Some(list), None) => Some(Platforms::parse(&list, "--platforms (SCAN_PLATFORMS)")?),
+        (None, Some(one)) => Some(Platforms::Only(vec![check_platform(
+            &one,
+            "--platform (TRIVY_PLATFORM)",
+        )?])),
+        (None, None) => None,
+    };
+    if choice.is_some() && args.trivy_report.is_some() {
+        joblog::warn(
+            "--platforms/--platform choose what trivy scans; with --trivy-report nothing is scanned, so they change nothing",
+        );
+    }
+    Ok(choice)
 }
 
 /// Whether trivy gets `--insecure`.
@@ -435,20 +471,5 @@ mod tests {
             )
             .unwrap()
         );
-    }
-
-    #[test]
-    fn platforms() {
-        assert!(check_platform("linux/arm64").is_ok());
-        assert!(check_platform("linux/arm/v7").is_ok());
-        for bad in [
-            "linux",
-            "linux/",
-            "linux/arm64/v8/x",
-            "linux arm64",
-            "linux/$(id)",
-        ] {
-            assert!(check_platform(bad).is_err(), "{bad}");
-        }
     }
 }

@@ -71,6 +71,21 @@ pub enum Error {
     #[error("cannot create a temp directory for trivy")]
     TempDir(#[source] std::io::Error),
 
+    /// Reading IMAGE's index (or manifest) failed; the registry crate's
+    /// error knows its exit code.
+    #[error("reading the platforms of the image")]
+    Registry(#[from] registry::Error),
+
+    /// A platform asked for with --platforms/--platform is not in the index.
+    #[error(transparent)]
+    UnknownPlatform(#[from] crate::platforms::UnknownPlatform),
+
+    /// The index lists no platform image (attestations only).
+    #[error(
+        "{image} is an index without any platform image (only attestations or unknown/unknown entries): nothing to scan"
+    )]
+    NoPlatform { image: String },
+
     /// A local file (report, dotenv, SBOM) could not be written; kit's
     /// errors carry their own exit kind.
     #[error(transparent)]
@@ -88,6 +103,9 @@ impl Failure for Error {
             | Error::TrivyOutput(_)
             | Error::ReadOutput { .. } => ExitKind::Remote,
             Error::TrivyTimeout { .. } => ExitKind::Timeout,
+            Error::Registry(e) => e.exit_kind(),
+            Error::UnknownPlatform(_) => ExitKind::Usage,
+            Error::NoPlatform { .. } => ExitKind::Remote,
             Error::Kit(e) => e.kind,
         }
     }

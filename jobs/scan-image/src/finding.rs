@@ -13,6 +13,9 @@ pub struct Finding<'r, 'de> {
     pub key: Key,
     /// Index of this finding's vulnerability id among the SARIF rules.
     pub rule_index: u32,
+    /// The platforms of the index this finding is on (empty when IMAGE is
+    /// not an index, or findings come from a recorded report).
+    pub platforms: &'r [String],
 }
 
 /// A finding's identity: the same vulnerability in the same package at the
@@ -83,6 +86,33 @@ impl Finding<'_, '_> {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .unwrap_or(self.id())
+    }
+
+    /// ` on linux/amd64, linux/arm64`, or empty when no platform is known.
+    pub fn on_platforms(&self) -> String {
+        if self.platforms.is_empty() {
+            String::new()
+        } else {
+            format!(" on {}", self.platforms.join(", "))
+        }
+    }
+
+    /// The description, or the title when trivy has none.
+    pub fn description(&self) -> &str {
+        self.vuln
+            .description
+            .as_deref()
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .unwrap_or(self.title())
+    }
+
+    /// `[CVE-…](url)`, or the bare id when there is no web link.
+    pub fn markdown_link(&self) -> String {
+        match self.url() {
+            Some(u) => format!("[{}]({u})", self.id()),
+            None => self.id().to_string(),
+        }
     }
 
     /// Where the package lives inside the image: its file for language

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod finding;
+pub mod platforms;
 pub mod report;
 pub mod run;
 pub mod severity;
@@ -36,6 +37,6 @@ impl kit::job::Job for Job {
         config: config::Config,
         env: &dyn kit::env::Env,
     ) -> Result<kit::job::Outcome, error::Error> {
-        run::run(&config, env)
+        run::run(&config, env).await
     }
 }

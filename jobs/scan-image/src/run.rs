@@ -2,6 +2,7 @@
 //! classify every finding, write every report, log, write the dotenv file,
 //! apply the gate.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
@@ -10,25 +11,30 @@ use kit::job::Outcome;
 use kit::joblog;
 use time::OffsetDateTime;
 
-use crate::config::{Config, Source, TrivySettings};
+use crate::config::{Config, DbSettings, Source, TrivySettings};
 use crate::error::Error;
 use crate::finding::{Finding, Key};
+use crate::platforms;
 use crate::report::codequality::CodeQualityWriter;
 use crate::report::gitlab::GitlabWriter;
 use crate::report::junit::JunitWriter;
 use crate::report::sarif::SarifWriter;
 use crate::report::{DockerfileLocation, ScanContext};
 use crate::severity::{FailOn, Severity};
-use crate::summary::{Counts, Row};
+use crate::summary::{Counts, Row, Scanned};
 use crate::suppress::Suppressions;
-use crate::trivy::report::{self, Header, Target, Vulnerability};
+use crate::trivy::report::{self, Header, Target, Vulnerability, WalkError};
 use crate::trivy::runner::{self, Sandbox};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
-    Reported { rule: u32 },
+    Reported {
+        rule: u32,
+    },
     BelowThreshold,
     Suppressed,
     Duplicate,
+    /// Already reported from an earlier platform's report.
+    Merged,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -36,6 +42,8 @@ struct Verdict {
     class: Class,
     severity: Severity,
     key: Key,
+    /// Bit set of the reports (platforms) this finding is on.
+    platforms: u64,
 }
 
 /// Says that findings come from a recorded report, not from a scan now, and
@@ -59,64 +67,77 @@ fn note_recorded_report(path: &std::path::Path, header: &report::Header<'_>, ima
     }
 }
 
+/// One trivy JSON report: of one platform of the index, of IMAGE when it
+/// is a single manifest, or recorded (`--trivy-report`).
+pub struct PlatformReport<'a> {
+    /// `os/arch[/variant]` when IMAGE is an index.
+    pub platform: Option<String>,
+    /// The platform manifest's digest, when IMAGE is an index.
+    pub digest: Option<String>,
+    /// Where the JSON is (trivy's output, or the recorded file).
+    pub json: std::path::PathBuf,
+    pub bytes: Cow<'a, [u8]>,
+}
+
 /// Runs the job: `Refused` when the gate trips (reports and dotenv are
 /// written first). When trivy fails, the GitLab report is still written,
 /// with `scan.status: failure` and the cause.
-pub fn run(config: &Config, env: &dyn Env) -> Result<Outcome, Error> {
+pub async fn run(config: &Config, env: &dyn Env) -> Result<Outcome, Error> {
     let started = OffsetDateTime::now_utc();
     let sandbox = Sandbox::new()?;
-    let scanned: Vec<u8>;
-    let (bytes, json_path, from_trivy): (&[u8], std::path::PathBuf, bool) = match &config.source {
-        Source::Recorded { path, bytes } => (bytes, path.clone(), false),
-        Source::Trivy(settings) => {
-            let out = sandbox.path().join("trivy.json");
-            let result = run_trivy(config, settings, &sandbox, env, &out).and_then(|()| {
-                std::fs::read(&out).map_err(|source| Error::ReadOutput {
-                    path: out.clone(),
-                    source,
-                })
-            });
-            scanned = match result {
-                Ok(b) => b,
-                Err(e) => {
-                    write_failure_report(config, started, &e);
-                    return Err(e);
-                }
-            };
-            (&scanned, out, true)
-        }
+    let (reports, from_trivy): (Vec<PlatformReport<'_>>, bool) = match &config.source {
+        Source::Recorded { path, bytes } => (
+            vec![PlatformReport {
+                platform: None,
+                digest: None,
+                json: path.clone(),
+                bytes: Cow::Borrowed(bytes),
+            }],
+            false,
+        ),
+        Source::Trivy(settings) => match scan(config, settings, &sandbox, env).await {
+            Ok(r) => (r, true),
+            Err(e) => {
+                write_failure_report(config, started, &e);
+                return Err(e);
+            }
+        },
     };
     let finished = OffsetDateTime::now_utc();
-    let bad_report = |e: report::ReportError| {
+    let bad_report = |r: &PlatformReport<'_>, e: report::ReportError| {
         if from_trivy {
             Error::TrivyOutput(e)
         } else {
             Error::RecordedReport {
-                path: json_path.clone(),
+                path: r.json.clone(),
                 source: e,
             }
         }
     };
-    let header = match report::read_header(bytes) {
-        Ok(h) => h,
-        Err(e) => {
-            let e = bad_report(e);
-            if from_trivy {
-                write_failure_report(config, started, &e);
+    let mut headers = Vec::with_capacity(reports.len());
+    for r in &reports {
+        match report::read_header(&r.bytes) {
+            Ok(h) => headers.push(h),
+            Err(e) => {
+                let e = bad_report(r, e);
+                if from_trivy {
+                    write_failure_report(config, started, &e);
+                }
+                return Err(e);
             }
-            return Err(e);
         }
-    };
+    }
+    let header = &headers[0];
     if !from_trivy {
-        note_recorded_report(&json_path, &header, config.image.as_deref());
+        note_recorded_report(&reports[0].json, header, config.image.as_deref());
     }
     let mut ctx = context(
         config,
-        &header,
+        header,
         if from_trivy {
             started
         } else {
-            created_at(&header).unwrap_or(started)
+            created_at(header).unwrap_or(started)
         },
         finished,
     );
@@ -128,11 +149,18 @@ pub fn run(config: &Config, env: &dyn Env) -> Result<Outcome, Error> {
         .as_ref()
         .map(|p| SarifWriter::create(p, &ctx))
         .transpose()?;
-    let classified = classify(bytes, config, sarif.as_mut(), &bad_report)?;
-    let written = write_reports(config, bytes, &ctx, &classified, sarif)?;
+    let merge = Merge::of(&reports)?;
+    let classified = classify(&reports, &merge, config, sarif.as_mut(), &bad_report)?;
+    let written = write_reports(config, &reports, &merge, &ctx, &classified, sarif)?;
     let counts = classified.1;
+    let mut sboms: Vec<String> = Vec::new();
     if let Some(sbom) = &config.outputs.sbom {
-        write_sbom(config, &sandbox, env, &json_path, sbom, from_trivy)?;
+        for r in &reports {
+            let path = sbom_path(sbom, r.platform.as_deref());
+            if write_sbom(config, &sandbox, env, &r.json, &path, from_trivy)? {
+                sboms.push(path.display().to_string());
+            }
+        }
     }
 
     let title = format!(
@@ -142,14 +170,141 @@ pub fn run(config: &Config, env: &dyn Env) -> Result<Outcome, Error> {
         ctx.trivy_version.as_deref().unwrap_or("version unknown")
     );
     counts.log(&title, config.fail_on, config.severity_threshold);
+    if reports.len() > 1 {
+        joblog::info(format!(
+            "{} platforms scanned ({}); findings on several platforms are merged into one, listing them",
+            reports.len(),
+            merge.labels.join(", ")
+        ));
+    }
     joblog::info(format!("reports written: {}", written.join(", ")));
+    let scanned = Scanned {
+        platforms: merge.labels.join(","),
+        digests: reports
+            .iter()
+            .filter_map(|r| r.digest.clone())
+            .collect::<Vec<_>>()
+            .join(","),
+        sboms: sboms.join(","),
+    };
     counts.write_dotenv(
         &config.outputs.dotenv,
         config.image.as_deref(),
         config.fail_on,
         config.severity_threshold,
+        &scanned,
     )?;
     Ok(gate(&counts, config.fail_on))
+}
+
+/// `--sbom FILE` for one platform: FILE itself when IMAGE is not an index,
+/// else FILE with the platform before its first dot
+/// (`gl-sbom.cdx.json` → `gl-sbom-linux-arm64.cdx.json`).
+pub fn sbom_path(file: &Path, platform: Option<&str>) -> std::path::PathBuf {
+    let Some(p) = platform else {
+        return file.to_path_buf();
+    };
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tag = p.replace('/', "-");
+    let named = match name.split_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => format!("{stem}-{tag}.{ext}"),
+        _ => format!("{name}-{tag}"),
+    };
+    file.with_file_name(named)
+}
+
+/// Resolves the platforms, then runs trivy once per platform manifest; the
+/// vulnerability DB is downloaded by the first run only (later runs use
+/// the same cache with `--skip-db-update`).
+async fn scan(
+    config: &Config,
+    settings: &TrivySettings,
+    sandbox: &Sandbox,
+    env: &dyn Env,
+) -> Result<Vec<PlatformReport<'static>>, Error> {
+    let image = config.image.as_deref().expect("a trivy run has an image");
+    if let Some((_, source)) = &settings.credentials {
+        joblog::info(format!(
+            "registry credentials for {} from {source}",
+            settings.image.registry
+        ));
+    }
+    let targets = platforms::resolve(image, settings, &settings.platforms, env).await?;
+    if settings.insecure {
+        joblog::warn(format!(
+            "trivy runs with --insecure: {} and every registry trivy downloads from in this run are insecure-listed",
+            settings.image.registry
+        ));
+    }
+    let deadline = std::time::Instant::now() + config.timeout;
+    let mut out = Vec::with_capacity(targets.len());
+    for (i, t) in targets.into_iter().enumerate() {
+        let db = if i == 0 {
+            settings.db.clone()
+        } else {
+            DbSettings {
+                skip_update: true,
+                ..settings.db.clone()
+            }
+        };
+        let json = sandbox.path().join(format!("trivy-{i}.json"));
+        let on = t
+            .platform
+            .as_deref()
+            .map(|p| format!(" ({p})"))
+            .unwrap_or_default();
+        joblog::info(format!(
+            "running trivy on {}{on}{}",
+            t.reference,
+            if i > 0 && !settings.db.skip_update {
+                ", DB from the first run"
+            } else {
+                ""
+            }
+        ));
+        let timeout = deadline.saturating_duration_since(std::time::Instant::now());
+        if timeout.is_zero() {
+            return Err(Error::TrivyTimeout {
+                what: "trivy image",
+                timeout: config.timeout,
+            });
+        }
+        runner::ImageScan {
+            program: &config.trivy,
+            image: &t.reference,
+            insecure: settings.insecure,
+            credentials: settings.credentials.as_ref().map(|(c, _)| c),
+            list_all_pkgs: config.outputs.sbom.is_some(),
+            timeout,
+            output: &json,
+            config: &sandbox.config(),
+            ignore_file: &sandbox.ignore_file(),
+            db: &db,
+        }
+        .run(sandbox, env)
+        .map_err(|e| match e {
+            // The limit the user set, not what was left of it.
+            Error::TrivyTimeout { what, .. } => Error::TrivyTimeout {
+                what,
+                timeout: config.timeout,
+            },
+            e => e,
+        })?;
+        let bytes = std::fs::read(&json).map_err(|source| Error::ReadOutput {
+            path: json.clone(),
+            source,
+        })?;
+        out.push(PlatformReport {
+            platform: t.platform,
+            digest: t.digest,
+            json,
+            bytes: Cow::Owned(bytes),
+        });
+    }
+    Ok(out)
 }
 
 fn gate(counts: &Counts, fail_on: FailOn) -> Outcome {
@@ -176,43 +331,6 @@ fn gate(counts: &Counts, fail_on: FailOn) -> Outcome {
         "{n} finding(s) at or above {level} ({}{more}); fix them, or suppress with --allowlist/--ignore-file, or raise --fail-on",
         first.join(", ")
     ))
-}
-
-fn run_trivy(
-    config: &Config,
-    settings: &TrivySettings,
-    sandbox: &Sandbox,
-    env: &dyn Env,
-    out: &Path,
-) -> Result<(), Error> {
-    let image = config.image.as_deref().expect("a trivy run has an image");
-    if let Some((_, source)) = &settings.credentials {
-        joblog::info(format!(
-            "registry credentials for {} from {source}",
-            settings.image.registry
-        ));
-    }
-    if settings.insecure {
-        joblog::warn(format!(
-            "trivy runs with --insecure: {} and every registry trivy downloads from in this run are insecure-listed",
-            settings.image.registry
-        ));
-    }
-    joblog::info(format!("running trivy on {image}"));
-    runner::ImageScan {
-        program: &config.trivy,
-        image,
-        platform: settings.platform.as_deref(),
-        insecure: settings.insecure,
-        credentials: settings.credentials.as_ref().map(|(c, _)| c),
-        list_all_pkgs: config.outputs.sbom.is_some(),
-        timeout: config.timeout,
-        output: out,
-        config: &sandbox.config(),
-        ignore_file: &sandbox.ignore_file(),
-        db: &settings.db,
-    }
-    .run(sandbox, env)
 }
 
 /// When trivy fails, GitLab still gets a report that says the scan failed,
@@ -273,7 +391,13 @@ fn context(
     }
 }
 
-fn row(t: &Target<'_>, v: &Vulnerability<'_>, severity: Severity, reason: String) -> Row {
+fn row(
+    t: &Target<'_>,
+    v: &Vulnerability<'_>,
+    severity: Severity,
+    reason: String,
+    platforms: &[String],
+) -> Row {
     let place = if t.is_os() {
         format!("{} packages", t.kind)
     } else {
@@ -291,100 +415,180 @@ fn row(t: &Target<'_>, v: &Vulnerability<'_>, severity: Severity, reason: String
         fixed: v.fixed().unwrap_or("").to_string(),
         place,
         reason,
+        platforms: platforms.join(", "),
     }
 }
 
-type Classified = (Vec<Verdict>, Counts);
+/// Which platforms each finding is on. A finding is the same on two
+/// platforms when its vulnerability, package, place and installed version
+/// are (its exact [`Key`]); it is reported once, at its first platform,
+/// listing them all.
+pub struct Merge {
+    /// The platforms scanned, in report order (empty: not an index).
+    pub labels: Vec<String>,
+    /// Exact key → bit set of report indexes (only with several reports).
+    sets: HashMap<Key, u64>,
+    /// Bit set → platform names, built once per set.
+    names: HashMap<u64, Vec<String>>,
+}
+
+impl Merge {
+    /// One pass over every report when there are several (none otherwise).
+    fn of(reports: &[PlatformReport<'_>]) -> Result<Merge, Error> {
+        let labels: Vec<String> = reports.iter().filter_map(|r| r.platform.clone()).collect();
+        let mut sets: HashMap<Key, u64> = HashMap::new();
+        if reports.len() > 1 {
+            for (i, r) in reports.iter().enumerate().take(64) {
+                report::for_each_vulnerability(&r.bytes, |t: &Target<'_>, v: Vulnerability<'_>| {
+                    *sets
+                        .entry(Key::of(t, &v, Some(&v.installed_version)))
+                        .or_default() |= 1 << i;
+                    Ok::<(), Error>(())
+                })
+                .map_err(|e| match e {
+                    WalkError::Report(e) => Error::TrivyOutput(e),
+                    WalkError::Stopped(e) => e,
+                })?;
+            }
+        }
+        let mut names = HashMap::new();
+        for set in sets
+            .values()
+            .copied()
+            .chain((0..reports.len().min(64)).map(|i| 1u64 << i))
+        {
+            names.entry(set).or_insert_with(|| {
+                (0..reports.len())
+                    .filter(|i| set & (1 << i) != 0)
+                    .filter_map(|i| reports[i].platform.clone())
+                    .collect()
+            });
+        }
+        Ok(Merge {
+            labels,
+            sets,
+            names,
+        })
+    }
+
+    /// The platform set of a finding first seen in report `i`.
+    fn set(&self, exact: &Key, i: usize) -> u64 {
+        self.sets.get(exact).copied().unwrap_or(1 << i.min(63))
+    }
+
+    fn names(&self, set: u64) -> &[String] {
+        self.names.get(&set).map(Vec::as_slice).unwrap_or(&[])
+    }
+}
+
+type Classified = (Vec<Vec<Verdict>>, Counts);
 
 /// First pass: decide what each finding is, count, number the SARIF rules,
 /// and write each rule at the first finding of its id (so SARIF needs no
-/// pass of its own).
+/// pass of its own). A finding already seen on an earlier platform is
+/// `Merged` into that one.
 fn classify(
-    bytes: &[u8],
+    reports: &[PlatformReport<'_>],
+    merge: &Merge,
     config: &Config,
     mut sarif: Option<&mut SarifWriter<'_>>,
-    bad_report: &dyn Fn(report::ReportError) -> Error,
+    bad_report: &dyn Fn(&PlatformReport<'_>, report::ReportError) -> Error,
 ) -> Result<Classified, Error> {
     let sup = &config.suppressions;
-    let mut verdicts = Vec::new();
+    let mut all = Vec::with_capacity(reports.len());
     let mut counts = Counts::default();
     let mut seen: HashSet<Key> = HashSet::new();
-    let mut seen_exact: HashSet<Key> = HashSet::new();
+    // Exact key → the report it was first seen in.
+    let mut seen_exact: HashMap<Key, usize> = HashMap::new();
     let mut rules: HashMap<String, u32> = HashMap::new();
-    let mut failure: Option<Error> = None;
-    report::for_each_vulnerability(bytes, &mut |t: &Target<'_>, v: Vulnerability<'_>| {
-        let severity = Severity::from_trivy(&v.severity);
-        // The same entry twice is one finding; the same id, package and place
-        // at another version is another one, with an id of its own.
-        let exact = Key::of(t, &v, Some(&v.installed_version));
-        if !seen_exact.insert(exact) {
-            counts.duplicates += 1;
-            verdicts.push(Verdict {
-                class: Class::Duplicate,
-                severity,
-                key: exact,
-            });
-            return Ok(());
-        }
-        let base = Key::of(t, &v, None);
-        let key = if seen.insert(base) { base } else { exact };
-        let class = if let Some(reason) = sup.check(t, &v) {
-            counts.add_suppressed_row(row(t, &v, severity, reason.to_string()));
-            Class::Suppressed
-        } else {
-            if let Some(e) = sup.ignore.as_ref().and_then(|i| i.expired_match(t, &v))
-                && counts.expired_hits.len() < 20
-            {
-                counts.expired_hits.push(format!(
-                    "{} in {} is reported again: its ignore entry expired on {}",
-                    v.vulnerability_id,
-                    v.pkg_name,
-                    e.expired_at.map(|d| d.to_string()).unwrap_or_default()
-                ));
+    for (ri, r) in reports.iter().enumerate() {
+        let mut verdicts = Vec::new();
+        report::for_each_vulnerability(&r.bytes, |t: &Target<'_>, v: Vulnerability<'_>| {
+            let severity = Severity::from_trivy(&v.severity);
+            // The same entry twice is one finding; the same id, package and
+            // place at another version is another one, with an id of its own.
+            let exact = Key::of(t, &v, Some(&v.installed_version));
+            let platforms = merge.set(&exact, ri);
+            if let Some(first) = seen_exact.get(&exact) {
+                let class = if *first == ri {
+                    counts.duplicates += 1;
+                    Class::Duplicate
+                } else {
+                    Class::Merged
+                };
+                verdicts.push(Verdict {
+                    class,
+                    severity,
+                    key: exact,
+                    platforms,
+                });
+                return Ok(());
             }
-            if config.fail_on.trips(severity) {
-                counts.add_gate_row(row(t, &v, severity, String::new()));
-            }
-            if severity >= config.severity_threshold {
-                counts.reported[severity as usize] += 1;
-                let next = rules.len() as u32;
-                let rule = *rules.entry(v.vulnerability_id.to_string()).or_insert(next);
-                if rule == next
-                    && let Some(w) = sarif.as_mut()
-                {
-                    let f = Finding {
-                        target: t,
-                        vuln: &v,
-                        severity,
-                        key,
-                        rule_index: rule,
-                    };
-                    if let Err(e) = w.add_rule(&f) {
-                        failure = Some(e.into());
-                        return Err("write failed".into());
-                    }
-                }
-                Class::Reported { rule }
+            seen_exact.insert(exact, ri);
+            let names = merge.names(platforms);
+            let base = Key::of(t, &v, None);
+            let key = if seen.insert(base) { base } else { exact };
+            let class = if let Some(reason) = sup.check(t, &v) {
+                counts.add_suppressed_row(row(t, &v, severity, reason.to_string(), names));
+                Class::Suppressed
             } else {
-                counts.below_threshold[severity as usize] += 1;
-                Class::BelowThreshold
-            }
-        };
-        verdicts.push(Verdict {
-            class,
-            severity,
-            key,
-        });
-        Ok(())
-    })
-    .map_err(|e| failure.take().unwrap_or_else(|| bad_report(e)))?;
-    Ok((verdicts, counts))
+                if let Some(e) = sup.ignore.as_ref().and_then(|i| i.expired_match(t, &v))
+                    && counts.expired_hits.len() < 20
+                {
+                    counts.expired_hits.push(format!(
+                        "{} in {} is reported again: its ignore entry expired on {}",
+                        v.vulnerability_id,
+                        v.pkg_name,
+                        e.expired_at.map(|d| d.to_string()).unwrap_or_default()
+                    ));
+                }
+                if config.fail_on.trips(severity) {
+                    counts.add_gate_row(row(t, &v, severity, String::new(), names));
+                }
+                if severity >= config.severity_threshold {
+                    counts.reported[severity as usize] += 1;
+                    let next = rules.len() as u32;
+                    let rule = *rules.entry(v.vulnerability_id.to_string()).or_insert(next);
+                    if rule == next
+                        && let Some(w) = sarif.as_mut()
+                    {
+                        w.add_rule(&Finding {
+                            target: t,
+                            vuln: &v,
+                            severity,
+                            key,
+                            rule_index: rule,
+                            platforms: names,
+                        })?;
+                    }
+                    Class::Reported { rule }
+                } else {
+                    counts.below_threshold[severity as usize] += 1;
+                    Class::BelowThreshold
+                }
+            };
+            verdicts.push(Verdict {
+                class,
+                severity,
+                key,
+                platforms,
+            });
+            Ok::<(), Error>(())
+        })
+        .map_err(|e| match e {
+            WalkError::Report(e) => bad_report(r, e),
+            WalkError::Stopped(e) => e,
+        })?;
+        all.push(verdicts);
+    }
+    Ok((all, counts))
 }
 
 /// Second pass: stream every finding into every report.
 fn write_reports(
     config: &Config,
-    bytes: &[u8],
+    reports: &[PlatformReport<'_>],
+    merge: &Merge,
     ctx: &ScanContext,
     classified: &Classified,
     mut sarif: Option<SarifWriter<'_>>,
@@ -403,19 +607,19 @@ fn write_reports(
         .as_ref()
         .map(|p| JunitWriter::create(p, ctx, counts.total_reported(), counts.total_suppressed()))
         .transpose()?;
-    let mut i = 0;
-    let mut failure: Option<Error> = None;
-    report::for_each_vulnerability(bytes, &mut |t: &Target<'_>, v: Vulnerability<'_>| {
-        let verdict = verdicts[i];
-        i += 1;
-        let finding = |rule_index| Finding {
-            target: t,
-            vuln: &v,
-            severity: verdict.severity,
-            key: verdict.key,
-            rule_index,
-        };
-        let mut step = || -> Result<(), Error> {
+    for (r, verdicts) in reports.iter().zip(verdicts) {
+        let mut i = 0;
+        report::for_each_vulnerability(&r.bytes, |t: &Target<'_>, v: Vulnerability<'_>| {
+            let verdict = verdicts[i];
+            i += 1;
+            let finding = |rule_index| Finding {
+                target: t,
+                vuln: &v,
+                severity: verdict.severity,
+                key: verdict.key,
+                rule_index,
+                platforms: merge.names(verdict.platforms),
+            };
             match verdict.class {
                 Class::Reported { rule } => {
                     let f = finding(rule);
@@ -436,16 +640,15 @@ fn write_reports(
                         w.add_skipped(&finding(0), &reason)?;
                     }
                 }
-                Class::BelowThreshold | Class::Duplicate => {}
+                Class::BelowThreshold | Class::Duplicate | Class::Merged => {}
             }
-            Ok(())
-        };
-        step().map_err(|e| {
-            failure = Some(e);
-            "write failed".to_string()
+            Ok::<(), Error>(())
         })
-    })
-    .map_err(|e| failure.take().unwrap_or(Error::TrivyOutput(e)))?;
+        .map_err(|e| match e {
+            WalkError::Report(e) => Error::TrivyOutput(e),
+            WalkError::Stopped(e) => e,
+        })?;
+    }
     gitlab.finish()?;
     let mut written = vec![out.gitlab_report.display().to_string()];
     for (done, path) in [
@@ -469,7 +672,7 @@ fn write_sbom(
     json: &Path,
     sbom: &Path,
     from_trivy: bool,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let cannot = |e: &dyn std::fmt::Display| {
         Error::Kit(kit::JobError::usage(format!(
             "cannot write {}: {e}",
@@ -493,13 +696,13 @@ fn write_sbom(
                 "SBOM written: {} (CycloneDX, trivy convert)",
                 sbom.display()
             ));
-            Ok(())
+            Ok(true)
         }
         Err(e @ Error::TrivyNotFound { .. }) if !from_trivy => {
             joblog::warn(format!(
                 "--sbom needs trivy for `trivy convert`; no SBOM written ({e})"
             ));
-            Ok(())
+            Ok(false)
         }
         Err(e) => Err(e),
     }

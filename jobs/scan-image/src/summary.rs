@@ -22,6 +22,36 @@ pub struct Row {
     pub place: String,
     /// Why it was suppressed (suppressed rows only).
     pub reason: String,
+    /// The platforms it is on, comma-separated (empty: not an index).
+    pub platforms: String,
+}
+
+impl Row {
+    /// Severity, id, package and installed version, then `more`: a log table row.
+    pub fn cells<const N: usize>(&self, more: [&String; N]) -> Vec<String> {
+        [
+            &self.severity.to_string(),
+            &self.id,
+            &self.package,
+            &self.installed,
+        ]
+        .into_iter()
+        .chain(more)
+        .cloned()
+        .collect()
+    }
+}
+
+/// What was scanned, for the dotenv file (each comma-separated, in the
+/// same platform order; empty when IMAGE is not an index).
+#[derive(Debug, Default, Clone)]
+pub struct Scanned {
+    /// `SCAN_PLATFORMS_SCANNED`: linux/amd64,linux/arm64
+    pub platforms: String,
+    /// `SCAN_MANIFEST_DIGESTS`: the platform manifests' digests.
+    pub digests: String,
+    /// `SCAN_SBOM_FILES`: the CycloneDX SBOMs written.
+    pub sboms: String,
 }
 
 /// Counts per severity, indexed by `Severity as usize`.
@@ -77,6 +107,7 @@ impl Counts {
         image: Option<&str>,
         fail_on: FailOn,
         threshold: Severity,
+        scanned: &Scanned,
     ) -> JobResult<()> {
         let mut d = Dotenv::new();
         if let Some(image) = image {
@@ -98,6 +129,9 @@ impl Counts {
                 "passed"
             },
         )?;
+        d.set("SCAN_PLATFORMS_SCANNED", &scanned.platforms)?;
+        d.set("SCAN_MANIFEST_DIGESTS", &scanned.digests)?;
+        d.set("SCAN_SBOM_FILES", &scanned.sboms)?;
         d.write(path)
     }
 
@@ -150,37 +184,25 @@ impl Counts {
                         "gate: FAILED, {} finding(s) at or above {level} (--fail-on {fail_on})",
                         self.total_over_gate()
                     ));
-                    let rows: Vec<Vec<String>> = self
-                        .gate_rows
-                        .iter()
-                        .rev()
-                        .flatten()
-                        .map(|r| {
-                            vec![
-                                r.severity.to_string(),
-                                r.id.clone(),
-                                r.package.clone(),
-                                r.installed.clone(),
-                                r.fixed.clone(),
-                                r.place.clone(),
-                            ]
+                    let gate_rows = || self.gate_rows.iter().rev().flatten();
+                    let on_platforms = gate_rows().any(|r| !r.platforms.is_empty());
+                    let rows: Vec<Vec<String>> = gate_rows()
+                        .map(|r| match on_platforms {
+                            true => r.cells([&r.fixed, &r.place, &r.platforms]),
+                            false => r.cells([&r.fixed, &r.place]),
                         })
                         .collect();
-                    joblog::info(
-                        joblog::table(
-                            &[
-                                "SEVERITY",
-                                "ID",
-                                "PACKAGE",
-                                "INSTALLED",
-                                "FIXED IN",
-                                "WHERE",
-                            ],
-                            &rows,
-                            60,
-                        )
-                        .trim_end(),
-                    );
+                    let headers = [
+                        "SEVERITY",
+                        "ID",
+                        "PACKAGE",
+                        "INSTALLED",
+                        "FIXED IN",
+                        "WHERE",
+                        "PLATFORMS",
+                    ];
+                    let headers = &headers[..if on_platforms { 7 } else { 6 }];
+                    joblog::info(joblog::table(headers, &rows, 60).trim_end());
                     let shown = rows.len() as u64;
                     if shown < self.total_over_gate() {
                         joblog::info(format!(
@@ -199,18 +221,7 @@ impl Counts {
             );
             let mut rows: Vec<&Row> = self.suppressed_rows.iter().collect();
             rows.sort_by_key(|r| std::cmp::Reverse(r.severity));
-            let rows: Vec<Vec<String>> = rows
-                .iter()
-                .map(|r| {
-                    vec![
-                        r.severity.to_string(),
-                        r.id.clone(),
-                        r.package.clone(),
-                        r.installed.clone(),
-                        r.reason.clone(),
-                    ]
-                })
-                .collect();
+            let rows: Vec<Vec<String>> = rows.iter().map(|r| r.cells([&r.reason])).collect();
             joblog::info(
                 joblog::table(
                     &["SEVERITY", "ID", "PACKAGE", "INSTALLED", "SUPPRESSED BY"],

@@ -101,6 +101,20 @@ fn exit_2_usage_errors_each_with_its_cause() {
             r#"--platform \(TRIVY_PLATFORM\): "linux" is not OS/ARCH\[/VARIANT\], e\.g\. linux/arm64"#,
         ),
         (
+            &["--platforms", "linux/arm64,linux", IMAGE],
+            r#"--platforms \(SCAN_PLATFORMS\): "linux" is not OS/ARCH\[/VARIANT\], e\.g\. linux/arm64 \(or all\)"#,
+        ),
+        (
+            &[
+                "--platforms",
+                "linux/arm64",
+                "--platform",
+                "linux/amd64",
+                IMAGE,
+            ],
+            r"--platforms \(SCAN_PLATFORMS\) and --platform \(TRIVY_PLATFORM\) both given: use --platforms, it takes one platform too",
+        ),
+        (
             &["--ignore-file", "bad.trivyignore", IMAGE],
             r#"ignore file bad\.trivyignore: line 1: "someday" is not a date \(YYYY-MM-DD\)"#,
         ),

@@ -56,12 +56,13 @@ impl<'c> CodeQualityWriter<'c> {
             None => "no fix yet".to_string(),
         };
         let description = format!(
-            "{} ({}): {} {} in {}, {fix}: {}",
+            "{} ({}): {} {} in {}{}, {fix}: {}",
             f.id(),
             f.severity,
             v.pkg_name,
             v.installed_version,
             self.ctx.image,
+            f.on_platforms(),
             f.title()
         );
         let (path, line) = match (&self.ctx.dockerfile, f.package_path()) {

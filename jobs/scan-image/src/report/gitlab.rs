@@ -141,6 +141,9 @@ struct Details<'a> {
     package_path: Option<TextDetail<&'a str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     purl: Option<TextDetail<&'a str>>,
+    /// The platforms of the index the finding is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    platforms: Option<TextDetail<String>>,
 }
 
 #[derive(Serialize)]
@@ -187,12 +190,7 @@ fn vulnerability<'a>(f: &'a Finding<'_, '_>, ctx: &'a ScanContext) -> Vulnerabil
             links.push(Link { url: r });
         }
     }
-    let description = v
-        .description
-        .as_deref()
-        .map(str::trim)
-        .filter(|d| !d.is_empty())
-        .unwrap_or(f.title());
+    let description = f.description();
     Vulnerability {
         id: f.key.uuid(),
         name: truncate(f.title(), 255),
@@ -227,6 +225,7 @@ fn vulnerability<'a>(f: &'a Finding<'_, '_>, ctx: &'a ScanContext) -> Vulnerabil
                 .as_ref()
                 .and_then(|i| i.purl.as_deref())
                 .map(|x| text("Package URL", x)),
+            platforms: (!f.platforms.is_empty()).then(|| text("Platforms", f.platforms.join(", "))),
         },
     }
 }

@@ -54,10 +54,11 @@ impl<'c> JunitWriter<'c> {
 
     fn case_name(f: &Finding<'_, '_>) -> String {
         format!(
-            "{} in {} {}",
+            "{} in {} {}{}",
             f.id(),
             f.vuln.pkg_name,
-            f.vuln.installed_version
+            f.vuln.installed_version,
+            f.on_platforms()
         )
     }
 

@@ -133,30 +133,15 @@ fn security_severity(f: &Finding<'_, '_>) -> String {
 }
 
 fn rule(f: &Finding<'_, '_>) -> sarif::ReportingDescriptor {
-    let v = f.vuln;
-    let description = v
-        .description
-        .as_deref()
-        .map(str::trim)
-        .filter(|d| !d.is_empty())
-        .unwrap_or(f.title());
-    let link = f
-        .url()
-        .map(|u| format!("[{}]({u})", f.id()))
-        .unwrap_or_else(|| f.id().to_string());
+    let (id, severity, package) = (f.id(), f.severity, &f.vuln.pkg_name);
+    let description = f.description();
+    let link = f.markdown_link();
+    let fixed = f.vuln.fixed().unwrap_or("none");
     let help_text = format!(
-        "Vulnerability {}\nSeverity: {}\nPackage: {}\nFixed Version: {}\nLink: {link}\n{description}",
-        f.id(),
-        f.severity,
-        v.pkg_name,
-        v.fixed().unwrap_or("none")
+        "Vulnerability {id}\nSeverity: {severity}\nPackage: {package}\nFixed Version: {fixed}\nLink: {link}\n{description}"
     );
     let help_md = format!(
-        "**Vulnerability {}**\n| Severity | Package | Fixed Version | Link |\n| --- | --- | --- | --- |\n|{}|{}|{}|{link}|\n\n{description}",
-        f.id(),
-        f.severity,
-        v.pkg_name,
-        v.fixed().unwrap_or("none")
+        "**Vulnerability {id}**\n| Severity | Package | Fixed Version | Link |\n| --- | --- | --- | --- |\n|{severity}|{package}|{fixed}|{link}|\n\n{description}"
     );
     let mut additional = BTreeMap::new();
     additional.insert("precision".to_string(), json!("very-high"));
@@ -230,6 +215,7 @@ fn location(f: &Finding<'_, '_>, ctx: &ScanContext) -> sarif::Location {
             format!("{} {}", f.vuln.pkg_name, f.vuln.installed_version),
         ),
     };
+    let message = message + &f.on_platforms();
     sarif::Location::builder()
         .physical_location(
             sarif::PhysicalLocation::builder()
@@ -268,9 +254,7 @@ fn result(f: &Finding<'_, '_>, ctx: &ScanContext) -> sarif::Result {
         f.id(),
         f.severity,
         v.fixed().unwrap_or("none"),
-        f.url()
-            .map(|u| format!("[{}]({u})", f.id()))
-            .unwrap_or_else(|| f.id().to_string())
+        f.markdown_link()
     );
     let mut fingerprints = BTreeMap::new();
     fingerprints.insert(FINGERPRINT_KEY.to_string(), f.key.hex());

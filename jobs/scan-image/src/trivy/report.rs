@@ -222,19 +222,44 @@ pub fn read_header(bytes: &[u8]) -> Result<Header<'_>, ReportError> {
     Ok(header)
 }
 
-/// Calls `on_vuln` for every vulnerability in document order.
-pub fn for_each_vulnerability<'de, F>(bytes: &'de [u8], on_vuln: &mut F) -> Result<(), ReportError>
+/// Why a walk over the findings ended early: the report is not one, or the
+/// caller's callback stopped it with its own error.
+#[derive(Debug)]
+pub enum WalkError<E> {
+    Report(ReportError),
+    Stopped(E),
+}
+
+/// The callback's error, kept aside while serde unwinds with [`Stop`].
+struct Stop;
+
+/// Calls `on_vuln` for every vulnerability in document order; the first
+/// error it returns ends the walk and comes back as [`WalkError::Stopped`].
+pub fn for_each_vulnerability<'de, E, F>(bytes: &'de [u8], on_vuln: F) -> Result<(), WalkError<E>>
 where
-    F: FnMut(&Target<'de>, Vulnerability<'de>) -> Result<(), String>,
+    F: FnMut(&Target<'de>, Vulnerability<'de>) -> Result<(), E>,
 {
+    let mut on_vuln = on_vuln;
+    let mut stopped: Option<E> = None;
+    let mut visit = |t: &Target<'de>, v: Vulnerability<'de>| {
+        on_vuln(t, v).map_err(|e| {
+            stopped = Some(e);
+            Stop
+        })
+    };
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    ReportSeed {
-        on_vuln,
+    let result = ReportSeed {
+        on_vuln: &mut visit,
         skip_findings: false,
     }
-    .deserialize(&mut de)
-    .map_err(|e| ReportError(format!("not a trivy JSON report: {e}")))?;
-    Ok(())
+    .deserialize(&mut de);
+    match (result, stopped) {
+        (_, Some(e)) => Err(WalkError::Stopped(e)),
+        (Err(e), None) => Err(WalkError::Report(ReportError(format!(
+            "not a trivy JSON report: {e}"
+        )))),
+        (Ok(_), None) => Ok(()),
+    }
 }
 
 struct ReportSeed<'f, F> {
@@ -244,7 +269,7 @@ struct ReportSeed<'f, F> {
 
 impl<'de, F> DeserializeSeed<'de> for ReportSeed<'_, F>
 where
-    F: FnMut(&Target<'de>, Vulnerability<'de>) -> Result<(), String>,
+    F: FnMut(&Target<'de>, Vulnerability<'de>) -> Result<(), Stop>,
 {
     type Value = Header<'de>;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
@@ -254,7 +279,7 @@ where
 
 impl<'de, F> Visitor<'de> for ReportSeed<'_, F>
 where
-    F: FnMut(&Target<'de>, Vulnerability<'de>) -> Result<(), String>,
+    F: FnMut(&Target<'de>, Vulnerability<'de>) -> Result<(), Stop>,
 {
     type Value = Header<'de>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -318,7 +343,7 @@ struct ResultsSeed<'f, F> {
 
 impl<'de, F> Visitor<'de> for ResultsSeed<'_, F>
 where
-    F: FnMut(&Target<'de>, Vulnerability<'de>) -> Result<(), String>,
+    F: FnMut(&Target<'de>, Vulnerability<'de>) -> Result<(), Stop>,
 {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -349,7 +374,7 @@ struct ResultSeed<'f, F> {
 
 impl<'de, F> DeserializeSeed<'de> for ResultSeed<'_, F>
 where
-    F: FnMut(&Target<'de>, Vulnerability<'de>) -> Result<(), String>,
+    F: FnMut(&Target<'de>, Vulnerability<'de>) -> Result<(), Stop>,
 {
     type Value = ();
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
@@ -359,7 +384,7 @@ where
 
 impl<'de, F> Visitor<'de> for ResultSeed<'_, F>
 where
-    F: FnMut(&Target<'de>, Vulnerability<'de>) -> Result<(), String>,
+    F: FnMut(&Target<'de>, Vulnerability<'de>) -> Result<(), Stop>,
 {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -406,7 +431,7 @@ where
             }
         }
         for v in held {
-            (self.on_vuln)(&t, v).map_err(de::Error::custom)?;
+            (self.on_vuln)(&t, v).map_err(|Stop| de::Error::custom("stopped"))?;
         }
         Ok(())
     }
@@ -419,7 +444,7 @@ struct VulnsSeed<'f, 't, 'de, F> {
 
 impl<'de, F> Visitor<'de> for VulnsSeed<'_, '_, 'de, F>
 where
-    F: FnMut(&Target<'de>, Vulnerability<'de>) -> Result<(), String>,
+    F: FnMut(&Target<'de>, Vulnerability<'de>) -> Result<(), Stop>,
 {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -427,7 +452,7 @@ where
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while let Some(v) = seq.next_element::<Vulnerability<'de>>()? {
-            (self.on_vuln)(self.target, v).map_err(de::Error::custom)?;
+            (self.on_vuln)(self.target, v).map_err(|Stop| de::Error::custom("stopped"))?;
         }
         Ok(())
     }

@@ -94,8 +94,9 @@ impl Sandbox {
 #[derive(Debug)]
 pub struct ImageScan<'a> {
     pub program: &'a Path,
+    /// What trivy scans: a platform manifest by digest (`repo@sha256:…`),
+    /// or IMAGE when it is a single manifest.
     pub image: &'a str,
-    pub platform: Option<&'a str>,
     /// trivy's global `--insecure` (already decided by the config's rule).
     pub insecure: bool,
     pub credentials: Option<&'a Credentials>,
@@ -135,9 +136,6 @@ impl ImageScan<'_> {
             "--timeout".into(),
             format!("{}s", self.timeout.as_secs() + 60),
         ]);
-        if let Some(p) = self.platform {
-            a.extend(["--platform".into(), p.into()]);
-        }
         if let Some(d) = &self.db.cache_dir {
             a.extend(["--cache-dir".into(), path(d)]);
         }
@@ -290,7 +288,6 @@ mod tests {
         let scan = ImageScan {
             program: Path::new("trivy"),
             image: "registry.example.com/app@sha256:0000000000000000000000000000000000000000000000000000000000000000",
-            platform: Some("linux/arm64"),
             insecure: true,
             credentials: Some(&creds),
             list_all_pkgs: false,
@@ -306,7 +303,6 @@ mod tests {
                 .any(|x| x.contains("s3cr3t") || x.contains("ci-user"))
         );
         assert_eq!(&a[..3], ["image", "--config", "/tmp/sandbox/trivy.yaml"]);
-        assert!(a.windows(2).any(|w| w == ["--platform", "linux/arm64"]));
         assert!(a.contains(&"--insecure".to_string()));
         assert_eq!(a.last().unwrap(), scan.image);
     }
