@@ -15,6 +15,9 @@ Examples:
   # Within one registry: blobs are mounted, nothing is uploaded
   promote-image registry.example.com/staging/app:abc123 registry.example.com/prod/app --tag v2
 
+  # The image only, without its signatures, attestations and other referrers
+  promote-image $SRC_IMAGE registry.example.com/prod/app:1.0 --with-signatures=false
+
 Output: DST@sha256:... on stdout, PROMOTED_IMAGE and PROMOTED_DIGEST in the dotenv file.
 Exit codes: 0 done (or already there), 2 bad flag, image reference or --platform not in
 SRC, 3 registry or network error after retries (missing image, auth, 4xx/5xx, credentials
@@ -29,7 +32,8 @@ refused to another origin), 4 a request timed out.";
 /// are mounted across repositories of one registry, layers stream with
 /// bounded memory. Manifests and tags are pushed only after every blob is in
 /// place, so an interrupted run never leaves a tag on a broken image;
-/// re-running a finished promotion uploads nothing.
+/// re-running a finished promotion uploads nothing. Signatures, attestations
+/// and other referrers of the digest come along (`--with-signatures`).
 #[derive(Debug, Parser)]
 #[command(name = "promote-image", version, after_help = AFTER_HELP)]
 pub struct Args {
@@ -103,6 +107,26 @@ pub struct Args {
         value_name = "FILE"
     )]
     pub dotenv: PathBuf,
+
+    /// Also copy what belongs to the digest [default: true]: cosign's `sha256-<hex>.sig` and
+    /// `.att` tags and every OCI 1.1 referrer (cosign 3 bundles, attestations, SBOMs) of the
+    /// digest and of each platform manifest, with their blobs and their own referrers, so a
+    /// digest signed at SRC verifies at DST unchanged. Referrers go through DST's referrers API
+    /// where it has one, else the referrers tag schema (`sha256-<hex>` index). `=false` copies
+    /// the image only.
+    #[arg(
+        long,
+        env = "PROMOTE_WITH_SIGNATURES",
+        action = clap::ArgAction::Set,
+        value_parser = kit::env::parse_bool,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "true",
+        hide_default_value = true,
+        value_name = "BOOL"
+    )]
+    pub with_signatures: bool,
 
     /// Blobs copied at the same time.
     #[arg(long, env = "PROMOTE_PARALLEL", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32), value_name = "N")]

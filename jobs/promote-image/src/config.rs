@@ -29,6 +29,8 @@ pub struct Config {
     pub request_timeout: std::time::Duration,
     /// `None`: no dotenv file.
     pub dotenv: Option<PathBuf>,
+    /// Copy the `.sig`/`.att` tags and the referrers of the digest too.
+    pub with_signatures: bool,
 }
 
 impl Config {
@@ -96,6 +98,7 @@ impl Config {
             },
             request_timeout,
             dotenv: Some(a.dotenv).filter(|p| !p.as_os_str().is_empty()),
+            with_signatures: a.with_signatures,
         })
     }
 }
@@ -127,6 +130,17 @@ mod tests {
         assert_eq!(
             c.dotenv.as_deref(),
             Some(std::path::Path::new("promote.env"))
+        );
+        assert!(c.with_signatures, "on by default");
+        assert!(
+            config(&["a/b", "x/y", "--with-signatures"])
+                .unwrap()
+                .with_signatures
+        );
+        assert!(
+            !config(&["a/b", "x/y", "--with-signatures=false"])
+                .unwrap()
+                .with_signatures
         );
     }
 }

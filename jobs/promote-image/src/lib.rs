@@ -5,8 +5,10 @@
 //! - [`config`]: flags → validated [`Config`] (exit 2 before any request).
 //! - [`run`]: the job ([`Job`]): the promotion, stdout and dotenv.
 //! - [`promote`]: the promotion itself, over the shared `registry` client.
+//! - [`carry`]: `--with-signatures`: `.sig`/`.att` tags and OCI referrers.
 //! - [`error`]: [`Error`] and its exit codes.
 
+pub mod carry;
 pub mod cli;
 pub mod config;
 pub mod error;

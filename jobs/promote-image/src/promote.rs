@@ -14,6 +14,7 @@ use registry::{
     credentials_for_with,
 };
 
+use crate::carry::{CarryTally, Side, carry};
 use crate::config::Config;
 use crate::error::Error;
 
@@ -25,6 +26,20 @@ pub struct BlobTally {
     pub present: usize,
     /// Blob bytes uploaded.
     pub bytes: u64,
+}
+
+impl BlobTally {
+    /// Counts one blob's outcome.
+    pub fn add(&mut self, r: &BlobCopy) {
+        match r {
+            BlobCopy::Present => self.present += 1,
+            BlobCopy::Mounted => self.mounted += 1,
+            BlobCopy::Copied(n) => {
+                self.copied += 1;
+                self.bytes += n;
+            }
+        }
+    }
 }
 
 /// What a promotion did.
@@ -42,6 +57,8 @@ pub struct Report {
     /// Tags checked and already right.
     pub tags_unchanged: Vec<String>,
     pub blobs: BlobTally,
+    /// What `--with-signatures` carried (`None` when it was off).
+    pub signatures: Option<CarryTally>,
     pub src_stats: Stats,
     /// DST counters (equal to `src_stats` when one client served both).
     pub dst_stats: Stats,
@@ -198,14 +215,7 @@ pub async fn promote(o: &Config, env: &dyn Env) -> Result<Report, Error> {
                 .try_collect()
                 .await?;
             for (_, _, r) in &results {
-                match r {
-                    BlobCopy::Present => tally.present += 1,
-                    BlobCopy::Mounted => tally.mounted += 1,
-                    BlobCopy::Copied(n) => {
-                        tally.copied += 1;
-                        tally.bytes += n;
-                    }
-                }
+                tally.add(r);
             }
         }
         // 6. Manifests, children first; the top one by digest only when no
@@ -227,7 +237,28 @@ pub async fn promote(o: &Config, env: &dyn Env) -> Result<Report, Error> {
         }
     }
 
-    // 7. Tags, after everything they point at is in place.
+    // 7. Signatures, attestations and other referrers of the digest, before
+    //    the tags: a tag at DST means its signatures are there too.
+    let signatures = if o.with_signatures {
+        let _s = Section::start(
+            "promote_signatures",
+            "Signatures, attestations, referrers",
+            false,
+        );
+        let src_side = Side {
+            reg: &src_reg,
+            repo: &src.repository,
+        };
+        let dst_side = Side {
+            reg: &dst_reg,
+            repo: &dst.repository,
+        };
+        Some(carry(&src_side, &dst_side, &top, o.parallel).await?)
+    } else {
+        None
+    };
+
+    // 8. Tags, after everything they point at is in place.
     let mut tags_pushed = Vec::new();
     let mut tags_unchanged = Vec::new();
     for t in tags {
@@ -252,6 +283,7 @@ pub async fn promote(o: &Config, env: &dyn Env) -> Result<Report, Error> {
         tags_pushed,
         tags_unchanged,
         blobs: tally,
+        signatures,
         src_stats: src_reg.stats(),
         dst_stats: dst_reg.stats(),
         shared_client: same_login,
@@ -262,16 +294,16 @@ pub async fn promote(o: &Config, env: &dyn Env) -> Result<Report, Error> {
 }
 
 /// A manifest under the top one, with what it references.
-struct Node {
-    manifest: Manifest,
-    contents: Contents,
+pub(crate) struct Node {
+    pub manifest: Manifest,
+    pub contents: Contents,
     /// Platform, `attestation`, or `index`.
     label: String,
 }
 
 /// Fetches every manifest reachable from `top` (by digest, checked) and
 /// returns them children first, `top` last.
-async fn collect(
+pub(crate) async fn collect(
     reg: &Registry,
     repo: &str,
     top: Manifest,
@@ -390,7 +422,7 @@ fn same_credentials(a: &Option<Credentials>, b: &Option<Credentials>) -> bool {
     }
 }
 
-fn is_foreign(media_type: &str) -> bool {
+pub(crate) fn is_foreign(media_type: &str) -> bool {
     media_type.contains("nondistributable") || media_type.contains("foreign")
 }
 
@@ -404,7 +436,7 @@ fn kind_of(media_type: &str) -> &'static str {
     }
 }
 
-fn short(d: &Digest) -> String {
+pub(crate) fn short(d: &Digest) -> String {
     format!("{}:{}", d.algorithm(), &d.hex()[..12.min(d.hex().len())])
 }
 
@@ -456,6 +488,24 @@ fn summary(o: &Report) {
             format!(" (unchanged: {})", o.tags_unchanged.join(", "))
         },
     ));
+    if let Some(c) = &o.signatures {
+        info(format!(
+            "signatures and referrers: {} tag(s) written{}, {} unchanged; {} referrer(s) copied, {} already there; their blobs: {} copied ({}), {} mounted, {} present",
+            c.legacy_written.len(),
+            if c.legacy_merged > 0 {
+                format!(" ({} merged with the destination's)", c.legacy_merged)
+            } else {
+                String::new()
+            },
+            c.legacy_unchanged,
+            c.referrers_copied,
+            c.referrers_unchanged,
+            c.blobs.copied,
+            human(c.blobs.bytes),
+            c.blobs.mounted,
+            c.blobs.present,
+        ));
+    }
     info(format!(
         "done in {:.1}s: {} requests, {} sent{}",
         o.elapsed.as_secs_f64(),

@@ -760,9 +760,14 @@ fn put_manifest(host: &str, repo: &str, reference: &str, media_type: &str, body:
         .unwrap_or_else(|| panic!("no HTTP answer: {resp:?}"))
 }
 
-/// Every `sha256:<hex>` named in a request path (`%3A` counts as `:`).
+/// Every `sha256:<hex>` named in a request path (`%3A` counts as `:`; the
+/// tags `sha256-<hex>`, `sha256-<hex>.sig`, `.att` of `--with-signatures`
+/// name their digest too).
 fn digests_named(path: &str) -> Vec<String> {
-    let p = path.replace("%3A", ":").replace("%3a", ":");
+    let p = path
+        .replace("%3A", ":")
+        .replace("%3a", ":")
+        .replace("/sha256-", "/sha256:");
     p.match_indices("sha256:")
         .filter_map(|(i, _)| p.get(i..i + 71))
         .filter(|d| d[7..].bytes().all(|b| b.is_ascii_hexdigit()))

@@ -51,4 +51,4 @@ pub use creds::{RegistryEnv, credentials_for, credentials_for_with};
 pub use error::Error;
 pub use manifest::{Contents, Descriptor, IndexEntry, Manifest, sha256};
 pub use manifests::{Resolved, display_ref, reference_of};
-pub use referrers::{Referrer, describe_referrer, referrers_tag};
+pub use referrers::{Referrer, ReferrersStore, describe_referrer, referrers_tag};

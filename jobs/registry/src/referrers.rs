@@ -58,6 +58,15 @@ pub struct Referrer {
     pub annotations: BTreeMap<String, String>,
 }
 
+/// Where a registry keeps the referrers of a subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReferrersStore {
+    /// It answers `GET /v2/<name>/referrers/<digest>`.
+    Api,
+    /// It does not: the `sha256-<hex>` tag's image index.
+    TagSchema,
+}
+
 /// The referrers tag schema's tag for `subject`: `<alg>-<hex>` (the spec
 /// truncates the algorithm to 32 and the hex to 64 characters).
 pub fn referrers_tag(subject: &Digest) -> String {
@@ -276,6 +285,21 @@ impl Registry {
         bytes: Vec<u8>,
         subject: &Digest,
     ) -> Result<Digest> {
+        self.push_referrer_to(repo, media_type, bytes, subject, None)
+            .await
+    }
+
+    /// [`Registry::push_referrer`] when the caller already knows where the
+    /// registry keeps referrers (from [`Registry::referrers_listed`]): one
+    /// request less (no probe of the referrers API).
+    pub async fn push_referrer_to(
+        &self,
+        repo: &str,
+        media_type: &str,
+        bytes: Vec<u8>,
+        subject: &Digest,
+        store: Option<ReferrersStore>,
+    ) -> Result<Digest> {
         let (referrer, named) = describe_referrer(media_type, &bytes)?;
         match named {
             Some(s) if &s == subject => {}
@@ -293,9 +317,13 @@ impl Registry {
         let digest = referrer.digest.clone();
         // Read what the registry keeps before writing anything, so an
         // unusable answer stops us with nothing pushed.
-        let tag_index = match self.referrers_api(repo, subject, None).await? {
-            Some(_) => None,
-            None => Some(self.referrers_from_tag(repo, subject).await?.0),
+        let store = match store {
+            Some(s) => s,
+            None => self.referrers_store(repo, subject).await?,
+        };
+        let tag_index = match store {
+            ReferrersStore::Api => None,
+            ReferrersStore::TagSchema => Some(self.referrers_from_tag(repo, subject).await?.0),
         };
         let pushed = self
             .put_manifest(repo, &digest.to_string(), media_type, bytes.into())
@@ -311,6 +339,33 @@ impl Registry {
                 Ok(digest)
             }
         }
+    }
+
+    /// The referrers of `subject` as the registry lists them (no
+    /// `artifactType` completed, no filter), and where it keeps them. With
+    /// `known`, only that store is read (no probe of the referrers API).
+    pub async fn referrers_listed(
+        &self,
+        repo: &str,
+        subject: &Digest,
+        known: Option<ReferrersStore>,
+    ) -> Result<(Vec<Referrer>, ReferrersStore)> {
+        if known != Some(ReferrersStore::TagSchema)
+            && let Some(list) = self.referrers_api(repo, subject, None).await?
+        {
+            return Ok((list, ReferrersStore::Api));
+        }
+        let (_, list) = self.referrers_from_tag(repo, subject).await?;
+        Ok((list, ReferrersStore::TagSchema))
+    }
+
+    /// Whether `repo` answers the referrers API (one GET; an unusable
+    /// answer is [`Error::Referrers`]).
+    async fn referrers_store(&self, repo: &str, subject: &Digest) -> Result<ReferrersStore> {
+        Ok(match self.referrers_api(repo, subject, None).await? {
+            Some(_) => ReferrersStore::Api,
+            None => ReferrersStore::TagSchema,
+        })
     }
 
     /// The referrers API's answer (all pages), or `None` when the registry

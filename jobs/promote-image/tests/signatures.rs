@@ -1,0 +1,473 @@
+//! `--with-signatures` (on by default): the `.sig`/`.att` tags and every OCI
+//! referrer of the digest and of its platform manifests come along, on both
+//! kinds of registry (docker-registry 2.8 without the referrers API, where
+//! the referrers tag schema is used; go-containerregistry's registry with
+//! it), and what was signed at SRC verifies at DST unchanged.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use harness::job::Run;
+use harness::oci_registry::{AnyRegistry, OciRegistry, push_image_to};
+use harness::registry::{
+    Gateway, GatewayOptions, ImageSpec, Logged, TestImage, TestRegistry, skopeo_raw, try_skopeo_raw,
+};
+use kit::env::MapEnv;
+use kit::http::RetryPolicy;
+use kit::reference::Digest;
+use registry::{ClientOptions, Registry, referrers_tag};
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const EMPTY: &str = "application/vnd.oci.empty.v1+json";
+const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+const SBOM: &str = "application/vnd.cyclonedx+json";
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn client(host: &str) -> Registry {
+    let opts = ClientOptions {
+        insecure_registries: vec![host.to_string()],
+        retry: RetryPolicy {
+            attempts: 2,
+            base_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(50),
+            max_retry_after: Duration::from_secs(1),
+        },
+        ..Default::default()
+    };
+    Registry::new(host, None, &opts, &MapEnv::default()).unwrap()
+}
+
+fn spec(seed: u64) -> ImageSpec {
+    ImageSpec {
+        layer_sizes: vec![700],
+        seed,
+        ..Default::default()
+    }
+}
+
+fn promote(dir: &Path, args: &[&str], insecure: &[String]) -> Run {
+    let r = harness::job::Job::new(env!("CARGO_BIN_EXE_promote-image"), dir)
+        .env("PROMOTE_DOTENV", dir.join("promote.env"))
+        .env("PROMOTE_RETRIES", "2")
+        .env("INSECURE_REGISTRY", insecure.join(","))
+        .args(args)
+        .run();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    r
+}
+
+fn writes(log: &[Logged]) -> Vec<String> {
+    log.iter()
+        .filter(|l| l.method != "GET" && l.method != "HEAD")
+        .map(|l| format!("{} {}", l.method, l.path))
+        .collect()
+}
+
+/// A cosign-like artifact manifest (empty config, one layer) with `subject`.
+async fn artifact(
+    c: &Registry,
+    repo: &str,
+    subject: &Digest,
+    artifact_type: &str,
+    note: &str,
+) -> Vec<u8> {
+    let empty = c.push_blob(repo, b"{}".to_vec()).await.unwrap();
+    let body = format!("{{\"note\":\"{note}\"}}").into_bytes();
+    let len = body.len();
+    let layer = c.push_blob(repo, body).await.unwrap();
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
+        "config": {"mediaType": EMPTY, "digest": empty.to_string(), "size": 2},
+        "layers": [{"mediaType": artifact_type, "digest": layer.to_string(), "size": len}],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": subject.to_string(), "size": 100},
+        "annotations": {"note": note},
+    }))
+    .unwrap()
+}
+
+/// What [`plant`] put at SRC.
+struct Planted {
+    sig: Digest,
+    att: Digest,
+    /// Referrer of the index.
+    a: Digest,
+    /// Referrer of the first platform manifest.
+    b: Digest,
+    /// Referrer of `b`.
+    c: Digest,
+    platform: Digest,
+}
+
+/// `.sig` and `.att` tags of the index, a bundle-typed referrer of the
+/// index, an SBOM referrer of a platform manifest and a referrer of that
+/// SBOM.
+async fn plant(c: &Registry, repo: &str, img: &TestImage) -> Planted {
+    let top: Digest = img.digest.parse().unwrap();
+    let platform: Digest = img.manifests[0].1.digest.parse().unwrap();
+    let mut legacy = Vec::new();
+    for (suffix, kind) in [(".sig", "simplesigning"), (".att", "dsse")] {
+        let config_bytes = format!("{{\"kind\":\"{kind}\"}}").into_bytes();
+        let config_len = config_bytes.len();
+        let config = c.push_blob(repo, config_bytes).await.unwrap();
+        let layer_bytes = format!("{{\"payload\":\"{kind}-{}\"}}", img.digest).into_bytes();
+        let len = layer_bytes.len();
+        let layer = c.push_blob(repo, layer_bytes).await.unwrap();
+        let m = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.to_string(), "size": config_len},
+            "layers": [{"mediaType": format!("application/vnd.dev.cosign.{kind}.v1+json"), "digest": layer.to_string(), "size": len,
+                        "annotations": {"dev.cosignproject.cosign/signature": "MEUCIQ"}}],
+        }))
+        .unwrap();
+        let tag = format!("{}{suffix}", referrers_tag(&top));
+        legacy.push(c.push_manifest(repo, &tag, OCI_MANIFEST, m).await.unwrap());
+    }
+    let a = artifact(c, repo, &top, BUNDLE, "a").await;
+    let a = c.push_referrer(repo, OCI_MANIFEST, a, &top).await.unwrap();
+    let b = artifact(c, repo, &platform, SBOM, "b").await;
+    let b = c
+        .push_referrer(repo, OCI_MANIFEST, b, &platform)
+        .await
+        .unwrap();
+    let cc = artifact(c, repo, &b, BUNDLE, "c").await;
+    let cc = c.push_referrer(repo, OCI_MANIFEST, cc, &b).await.unwrap();
+    Planted {
+        sig: legacy[0].clone(),
+        att: legacy[1].clone(),
+        a,
+        b,
+        c: cc,
+        platform,
+    }
+}
+
+fn digests(list: &[registry::Referrer]) -> BTreeSet<String> {
+    list.iter().map(|r| r.digest.to_string()).collect()
+}
+
+/// Every pairing of the two kinds: SRC's tags and referrers arrive at DST
+/// (in DST's way of keeping referrers, with artifactType and annotations),
+/// a re-run writes nothing; the extra requests per carried artifact are
+/// printed.
+#[test]
+fn carries_sig_att_tags_and_referrers_between_both_kinds_and_rerun_writes_nothing() {
+    let start = |api: bool| -> Box<dyn AnyRegistry> {
+        if api {
+            Box::new(OciRegistry::start())
+        } else {
+            Box::new(TestRegistry::start())
+        }
+    };
+    let rt = rt();
+    for (src_api, dst_api) in [(false, false), (true, true), (false, true), (true, false)] {
+        let src = start(src_api);
+        let dst = start(dst_api);
+        let base = start(dst_api);
+        let pair = format!("{} -> {}", src.kind(), dst.kind());
+        let tmp = tempfile::tempdir().unwrap();
+        let img = push_image_to(src.as_ref(), "team/app", "1", &spec(11));
+        let top: Digest = img.digest.parse().unwrap();
+        let planted = rt.block_on(plant(&client(&src.host()), "team/app", &img));
+        let gw = Gateway::start(&dst.host(), GatewayOptions::default());
+        let gw_base = Gateway::start(&base.host(), GatewayOptions::default());
+        let insecure = [src.host(), gw.host(), gw_base.host()];
+        let src_ref = format!("{}/team/app:1", src.host());
+
+        // The image alone, for comparison.
+        promote(
+            tmp.path(),
+            &[
+                &src_ref,
+                &format!("{}/prod/app:1", gw_base.host()),
+                "--with-signatures=false",
+            ],
+            &insecure,
+        );
+        let r = promote(
+            tmp.path(),
+            &[&src_ref, &format!("{}/prod/app:1", gw.host())],
+            &insecure,
+        );
+        assert!(
+            r.stderr
+                .contains("2 tag(s) written, 0 unchanged; 3 referrer(s) copied, 0 already there"),
+            "{pair}: {}",
+            r.stderr
+        );
+        let (with, without) = (gw.requests(), gw_base.requests());
+        eprintln!(
+            "{pair}: first promotion {} requests at DST with signatures, {} without: {:.1} extra per carried artifact (5 carried)",
+            with.len(),
+            without.len(),
+            (with.len() - without.len()) as f64 / 5.0
+        );
+
+        // At DST: the same tags, the same referrers of the same subjects.
+        let d = client(&dst.host());
+        for (suffix, want) in [(".sig", &planted.sig), (".att", &planted.att)] {
+            let tag = format!("{}{suffix}", referrers_tag(&top));
+            let got = skopeo_raw(&format!("{}/prod/app:{tag}", dst.host()), None);
+            assert_eq!(registry::sha256(&got), *want, "{pair}: {tag}");
+        }
+        rt.block_on(async {
+            let of_top = d.referrers("prod/app", &top, None).await.unwrap();
+            assert_eq!(digests(&of_top), [planted.a.to_string()].into(), "{pair}");
+            assert_eq!(of_top[0].artifact_type.as_deref(), Some(BUNDLE), "{pair}");
+            assert_eq!(of_top[0].annotations["note"], "a", "{pair}");
+            let of_platform = d
+                .referrers("prod/app", &planted.platform, Some(SBOM))
+                .await
+                .unwrap();
+            assert_eq!(
+                digests(&of_platform),
+                [planted.b.to_string()].into(),
+                "{pair}"
+            );
+            let of_b = d.referrers("prod/app", &planted.b, None).await.unwrap();
+            assert_eq!(digests(&of_b), [planted.c.to_string()].into(), "{pair}");
+        });
+        let tag_index = try_skopeo_raw(
+            &format!("{}/prod/app:{}", dst.host(), referrers_tag(&top)),
+            None,
+        );
+        if dst.has_referrers_api() {
+            assert!(
+                tag_index.is_err(),
+                "{pair}: wrote the tag schema beside the API"
+            );
+        } else {
+            let index: serde_json::Value = serde_json::from_slice(&tag_index.unwrap()).unwrap();
+            assert_eq!(
+                index["manifests"][0]["artifactType"], BUNDLE,
+                "{pair}: {index}"
+            );
+            assert_eq!(index["manifests"][0]["annotations"]["note"], "a", "{pair}");
+        }
+
+        // Re-run: only reads.
+        gw.reset_counters();
+        gw_base.reset_counters();
+        let r = promote(
+            tmp.path(),
+            &[&src_ref, &format!("{}/prod/app:1", gw.host())],
+            &insecure,
+        );
+        assert!(
+            r.stderr
+                .contains("0 tag(s) written, 2 unchanged; 0 referrer(s) copied, 3 already there"),
+            "{pair}: {}",
+            r.stderr
+        );
+        let log = gw.requests();
+        assert_eq!(writes(&log), Vec::<String>::new(), "{pair}");
+        promote(
+            tmp.path(),
+            &[
+                &src_ref,
+                &format!("{}/prod/app:1", gw_base.host()),
+                "--with-signatures=false",
+            ],
+            &insecure,
+        );
+        eprintln!(
+            "{pair}: re-run {} requests at DST with signatures, {} without",
+            log.len(),
+            gw_base.requests().len()
+        );
+        assert!(gw.bytes_in() == 0, "{pair}");
+    }
+}
+
+/// A `.sig` tag DST already has with another signature is merged, not
+/// replaced: both signatures stay, and a re-run writes nothing.
+#[test]
+fn a_different_sig_at_the_destination_is_merged_not_replaced() {
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let img = push_image_to(&src, "team/app", "1", &spec(12));
+    let rt = rt();
+    let top: Digest = img.digest.parse().unwrap();
+    let tag = format!("{}.sig", referrers_tag(&top));
+    let sig_manifest = |c: Registry, note: &'static str| async move {
+        let config = c.push_blob("team/app", b"{}".to_vec()).await.unwrap();
+        let layer = c
+            .push_blob("team/app", note.as_bytes().to_vec())
+            .await
+            .unwrap();
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.to_string(), "size": 2},
+            "layers": [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json", "digest": layer.to_string(), "size": note.len()}],
+        }))
+        .unwrap()
+    };
+    rt.block_on(async {
+        let s = client(&src.host());
+        let m = sig_manifest(s.clone(), "source-signature").await;
+        s.push_manifest("team/app", &tag, OCI_MANIFEST, m)
+            .await
+            .unwrap();
+        // DST holds the image and its own signature of it already.
+        let d = client(&dst.host());
+        let m = sig_manifest(d.clone(), "destination-signature").await;
+        // (the blobs go to prod/app, where the tag will be)
+        let config = d.push_blob("prod/app", b"{}".to_vec()).await.unwrap();
+        let layer = d
+            .push_blob("prod/app", b"destination-signature".to_vec())
+            .await
+            .unwrap();
+        let _ = (config, layer);
+        d.push_manifest("prod/app", &tag, OCI_MANIFEST, m)
+            .await
+            .unwrap();
+    });
+    let insecure = [src.host(), dst.host()];
+    let src_ref = format!("{}/team/app:1", src.host());
+    let dst_ref = format!("{}/prod/app:1", dst.host());
+    let r = promote(tmp.path(), &[&src_ref, &dst_ref], &insecure);
+    assert!(r.stderr.contains("merged"), "{}", r.stderr);
+    let merged: serde_json::Value =
+        serde_json::from_slice(&skopeo_raw(&format!("{}/prod/app:{tag}", dst.host()), None))
+            .unwrap();
+    let layers: Vec<u64> = merged["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["size"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        layers,
+        [
+            "source-signature".len() as u64,
+            "destination-signature".len() as u64
+        ],
+        "{merged}"
+    );
+    let gw = Gateway::start(&dst.host(), GatewayOptions::default());
+    let r = promote(
+        tmp.path(),
+        &[&src_ref, &format!("{}/prod/app:1", gw.host())],
+        &[src.host(), gw.host()],
+    );
+    assert!(
+        r.stderr.contains("0 tag(s) written, 1 unchanged"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(writes(&gw.requests()), Vec::<String>::new());
+}
+
+/// `sign-image` (in-process, its real `Job`) with `args` and `env`.
+fn sign_image(args: &[&str], env: &[(&str, &str)]) -> ExitCode {
+    let a: sign_image::cli::Args =
+        kit::cli::try_parse_from(std::iter::once("sign-image").chain(args.iter().copied()))
+            .unwrap();
+    let env = MapEnv(
+        env.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    kit::job::execute::<sign_image::Job>(a, &env)
+}
+
+/// A digest signed with sign-image at SRC (cosign's `.sig` format)
+/// verifies at DST after promotion, on both kinds; promoted without
+/// signatures it does not.
+#[test]
+fn signed_at_the_source_verifies_at_the_destination_with_sign_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let prefix = tmp.path().join("cosign");
+    let password = [("COSIGN_PASSWORD", "promote-test-pw")];
+    assert_eq!(
+        sign_image(
+            &[
+                "generate-key-pair",
+                "--output-key-prefix",
+                prefix.to_str().unwrap()
+            ],
+            &password,
+        ),
+        ExitCode::SUCCESS
+    );
+    let key = tmp.path().join("cosign.key");
+    let public = tmp.path().join("cosign.pub");
+    let kinds: [Box<dyn AnyRegistry>; 2] = [
+        Box::new(TestRegistry::start()),
+        Box::new(OciRegistry::start()),
+    ];
+    for reg in kinds {
+        let kind = reg.kind();
+        let img = push_image_to(reg.as_ref(), "team/app", "1", &spec(13));
+        let host = reg.host();
+        let src_ref = format!("{host}/team/app@{}", img.digest);
+        assert_eq!(
+            sign_image(
+                &[
+                    "sign",
+                    &src_ref,
+                    "--key",
+                    key.to_str().unwrap(),
+                    "--insecure-registry",
+                    &host
+                ],
+                &password,
+            ),
+            ExitCode::SUCCESS,
+            "{kind}"
+        );
+        let verify = |repo: &str| {
+            sign_image(
+                &[
+                    "verify",
+                    &format!("{host}/{repo}@{}", img.digest),
+                    "--key",
+                    public.to_str().unwrap(),
+                    "--identity",
+                    &format!("{host}/team/app"),
+                    "--insecure-registry",
+                    &host,
+                ],
+                &[],
+            )
+        };
+        assert_eq!(
+            verify("team/app"),
+            ExitCode::SUCCESS,
+            "{kind}: at the source"
+        );
+        let insecure = [host.clone()];
+        promote(
+            tmp.path(),
+            &[&format!("{host}/team/app:1"), &format!("{host}/prod/app:1")],
+            &insecure,
+        );
+        assert_eq!(
+            verify("prod/app"),
+            ExitCode::SUCCESS,
+            "{kind}: after promotion"
+        );
+        promote(
+            tmp.path(),
+            &[
+                &format!("{host}/team/app:1"),
+                &format!("{host}/bare/app:1"),
+                "--with-signatures=false",
+            ],
+            &insecure,
+        );
+        assert_eq!(
+            verify("bare/app"),
+            ExitCode::from(1),
+            "{kind}: promoted without signatures, yet verified"
+        );
+    }
+}
