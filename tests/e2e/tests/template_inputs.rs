@@ -67,7 +67,6 @@ fn payloads(m: &Path, i: usize) -> [String; 3] {
 
 struct Template {
     name: String,
-    text: String,
     inputs: serde_json::Map<String, Value>,
     body: Value,
 }
@@ -80,7 +79,6 @@ fn template(name: &str) -> Template {
         name: name.into(),
         inputs: docs[0]["spec"]["inputs"].as_object().unwrap().clone(),
         body: docs[1].clone(),
-        text,
     }
 }
 
