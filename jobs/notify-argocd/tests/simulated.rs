@@ -988,10 +988,7 @@ fn tls_sim(dir: &std::path::Path) -> (ArgoSim, String) {
     // A test CA and server certificate from rcgen (harness::tls).
     let (id, ca) = harness::tls::self_signed(dir);
     let mut cfg = SimConfig::new(TOKEN, vec![SimApp::new("sensor")]);
-    cfg.tls = Some(harness::argocd_sim::TlsIdentity {
-        cert_pem: id.cert_pem,
-        key_pem: id.key_pem,
-    });
+    cfg.tls = Some(id);
     (ArgoSim::start(cfg), ca.to_string_lossy().into_owned())
 }
 

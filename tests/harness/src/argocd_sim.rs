@@ -5,8 +5,9 @@
 //! bodies, and a scripted controller that moves each Application through
 //! refresh, sync operation and health the way Argo CD does.
 //!
-//! It runs on its own thread (with its own Tokio runtime) on 127.0.0.1 and an
-//! ephemeral port, so it serves sync tests, async tests and standalone
+//! It runs on [`crate::http_server::HttpServer`] (hyper, its own thread and
+//! Tokio runtime, 127.0.0.1 and an ephemeral port, HTTPS with a certificate
+//! from [`crate::tls`]), so it serves sync tests, async tests and standalone
 //! programs alike; it stops when dropped.
 //!
 //! Routes (all but the session login need `Authorization: Bearer TOKEN` or
@@ -56,11 +57,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
+use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+use crate::http_server::{Body, BoxError, HttpServer, full};
+/// The server certificate of [`SimConfig::tls`] (from [`crate::tls`]).
+pub use crate::tls::TlsIdentity;
 
 /// What happens to an application once the new revision is applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,114 +212,8 @@ pub struct SimConfig {
     /// Stream newline-delimited JSON even to clients that accept
     /// `text/event-stream` (as a server without SSE support would).
     pub ndjson_only: bool,
-    /// Serve HTTPS with this certificate (see [`self_signed`]).
+    /// Serve HTTPS with this certificate (e.g. [`crate::tls::TestCa::issue`]).
     pub tls: Option<TlsIdentity>,
-}
-
-/// A server certificate and its key, PEM.
-#[derive(Debug, Clone)]
-pub struct TlsIdentity {
-    pub cert_pem: Vec<u8>,
-    pub key_pem: Vec<u8>,
-}
-
-/// Makes a test CA and a server certificate for `127.0.0.1`/`localhost`
-/// signed by it, with the `openssl` CLI, in `dir`. Returns the server
-/// identity and the path of `ca.pem` (the file a client must trust).
-pub fn self_signed(dir: &std::path::Path) -> (TlsIdentity, std::path::PathBuf) {
-    let openssl = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .current_dir(dir)
-            .args(args)
-            .output()
-            .expect("run openssl (Debian package openssl) to make test certificates");
-        assert!(
-            out.status.success(),
-            "openssl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    openssl(
-        &[
-            &["req", "-x509"][..],
-            &ec,
-            &[
-                "-days",
-                "2",
-                "-subj",
-                "/CN=argocd-sim test CA",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-            ],
-        ]
-        .concat(),
-    );
-    openssl(
-        &[
-            &["req"][..],
-            &ec,
-            &[
-                "-subj",
-                "/CN=127.0.0.1",
-                "-keyout",
-                "key.pem",
-                "-out",
-                "server.csr",
-            ],
-        ]
-        .concat(),
-    );
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "server.ext",
-        "-out",
-        "cert.pem",
-    ]);
-    let id = TlsIdentity {
-        cert_pem: std::fs::read(dir.join("cert.pem")).unwrap(),
-        key_pem: std::fs::read(dir.join("key.pem")).unwrap(),
-    };
-    (id, dir.join("ca.pem"))
-}
-
-/// A rustls acceptor for `id` (also used by [`crate::tls_proxy`]).
-pub fn acceptor(id: &TlsIdentity) -> tokio_rustls::TlsAcceptor {
-    use tokio_rustls::rustls::pki_types::pem::PemObject;
-    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&id.cert_pem)
-        .collect::<Result<_, _>>()
-        .expect("certificate PEM");
-    let key = PrivateKeyDer::from_pem_slice(&id.key_pem).expect("key PEM");
-    let cfg = tokio_rustls::rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .expect("server certificate");
-    tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
 }
 
 impl SimConfig {
@@ -368,72 +265,28 @@ pub struct Transition {
 
 /// A running simulator; stops when dropped.
 pub struct ArgoSim {
-    addr: SocketAddr,
     shared: Arc<Shared>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: HttpServer,
 }
 
 impl ArgoSim {
     pub fn start(config: SimConfig) -> ArgoSim {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("addr");
         let (version, _) = watch::channel(0u64);
+        let (stopping, _) = watch::channel(false);
         let now = Instant::now();
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new(&config, now)),
             version,
+            stopping,
             config,
             started: now,
         });
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let sh = shared.clone();
-        let tls = shared.config.tls.as_ref().map(acceptor);
-        let thread = std::thread::Builder::new()
-            .name("argocd-sim".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async move {
-                    let listener = TcpListener::from_std(listener).expect("listener");
-                    tokio::spawn(controller(sh.clone()));
-                    let accept = async {
-                        loop {
-                            let Ok((sock, _)) = listener.accept().await else {
-                                continue;
-                            };
-                            match &tls {
-                                None => {
-                                    tokio::spawn(handle_conn(sh.clone(), sock));
-                                }
-                                Some(acc) => {
-                                    let (acc, sh) = (acc.clone(), sh.clone());
-                                    tokio::spawn(async move {
-                                        if let Ok(s) = acc.accept(sock).await {
-                                            handle_conn(sh, s).await;
-                                        }
-                                    });
-                                }
-                            }
-                        }
-                    };
-                    tokio::select! {
-                        _ = accept => {}
-                        _ = stop_rx => {}
-                    }
-                });
-                rt.shutdown_background();
-            })
-            .expect("spawn simulator thread");
-        ArgoSim {
-            addr,
-            shared,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        }
+        let server = HttpServer::start_async(shared.config.tls.as_ref(), move |req| {
+            handle(sh.clone(), req)
+        });
+        server.spawn(controller(shared.clone()));
+        ArgoSim { shared, server }
     }
 
     /// `http://127.0.0.1:PORT` (`https://` with TLS)
@@ -443,11 +296,11 @@ impl ArgoSim {
         } else {
             "http"
         };
-        format!("{scheme}://{}", self.addr)
+        format!("{scheme}://127.0.0.1:{}", self.server.port())
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        SocketAddr::from(([127, 0, 0, 1], self.server.port()))
     }
 
     /// When the simulator started (the origin of `head_visible_after`).
@@ -543,12 +396,9 @@ impl ArgoSim {
 
 impl Drop for ArgoSim {
     fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        // Open watch streams end (with their last chunk) before the server
+        // stops, so the server's graceful stop has nothing left to wait for.
+        self.shared.stopping.send_replace(true);
     }
 }
 
@@ -559,6 +409,8 @@ struct Shared {
     state: Mutex<State>,
     /// Bumped on every state change; refresh and stream waiters watch it.
     version: watch::Sender<u64>,
+    /// Set when the simulator is dropped: watch streams end.
+    stopping: watch::Sender<bool>,
     config: SimConfig,
     started: Instant,
 }
@@ -1284,10 +1136,6 @@ async fn controller(sh: Arc<Shared>) {
 // ---------------------------------------------------------------------------
 // HTTP
 
-/// A connection: plain TCP or TLS.
-trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Conn for T {}
-
 struct Request {
     method: String,
     path: String,
@@ -1296,50 +1144,28 @@ struct Request {
     body: Vec<u8>,
 }
 
-async fn read_request<S: Conn>(sock: &mut S) -> Option<Request> {
-    let mut buf = Vec::with_capacity(4096);
-    let mut tmp = [0u8; 4096];
-    let head_end = loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p;
-        }
-        if buf.len() > 256 * 1024 {
-            return None;
-        }
-        let n = sock.read(&mut tmp).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&tmp[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let method = first.next()?.to_string();
-    let target = first.next()?.to_string();
-    let headers: BTreeMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let len: usize = headers
-        .get("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = buf[head_end + 4..].to_vec();
-    while body.len() < len {
-        let n = sock.read(&mut tmp).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        body.extend_from_slice(&tmp[..n]);
+/// Reads the whole request: path percent-decoded, query parsed, header
+/// names lower-cased (repeats joined with `, `).
+async fn read_request(req: hyper::Request<hyper::body::Incoming>) -> Result<Request, BoxError> {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await?.to_bytes().to_vec();
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in &parts.headers {
+        let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+        headers
+            .entry(k.as_str().to_string())
+            .and_modify(|e| {
+                e.push_str(", ");
+                e.push_str(&v);
+            })
+            .or_insert(v);
     }
-    let (path, q) = target.split_once('?').unwrap_or((&target, ""));
-    let query = url::form_urlencoded::parse(q.as_bytes())
+    let query = url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    Some(Request {
-        method,
-        path: percent_decode(path),
+    Ok(Request {
+        method: parts.method.as_str().to_string(),
+        path: percent_decode(parts.uri.path()),
         query,
         headers,
         body,
@@ -1353,28 +1179,12 @@ fn percent_decode(s: &str) -> String {
         .unwrap_or_else(|| s.to_string())
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        503 => "Service Unavailable",
-        _ => "Unknown",
-    }
-}
-
-async fn write_json<S: Conn>(sock: &mut S, status: u16, body: &Value) {
-    let text = body.to_string();
-    let head = format!(
-        "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        reason(status),
-        text.len()
-    );
-    let _ = sock.write_all(head.as_bytes()).await;
-    let _ = sock.write_all(text.as_bytes()).await;
-    let _ = sock.flush().await;
+fn json_response(status: u16, body: &Value) -> hyper::Response<Body> {
+    hyper::Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(full(body.to_string()))
+        .expect("valid response")
 }
 
 /// gRPC-gateway's error body and HTTP status for a gRPC code.
@@ -1420,10 +1230,11 @@ fn err(code: u32, message: &str) -> Reply {
     }
 }
 
-async fn handle_conn<S: Conn>(sh: Arc<Shared>, mut sock: S) {
-    let Some(req) = read_request(&mut sock).await else {
-        return;
-    };
+async fn handle(
+    sh: Arc<Shared>,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<Body>, BoxError> {
+    let req = read_request(req).await?;
     let body: Option<Value> = if req.body.is_empty() {
         None
     } else {
@@ -1466,8 +1277,7 @@ async fn handle_conn<S: Conn>(sh: Arc<Shared>, mut sock: S) {
             err(5, "Not Found")
         } else {
             set_status(&sh, 200, None);
-            stream(&sh, &mut sock, &req).await;
-            return;
+            return Ok(stream(&sh, req));
         }
     } else if req.method == "GET" && req.path == "/api/v1/applications" {
         list(&sh, &req)
@@ -1484,7 +1294,7 @@ async fn handle_conn<S: Conn>(sh: Arc<Shared>, mut sock: S) {
         err(5, "Not Found")
     };
     set_status(&sh, reply.status, reply.code);
-    write_json(&mut sock, reply.status, &reply.body).await;
+    Ok(json_response(reply.status, &reply.body))
 }
 
 fn bearer(req: &Request) -> Option<String> {
@@ -1761,30 +1571,26 @@ fn sync(sh: &Arc<Shared>, name: &str, body: Option<&Value>) -> Reply {
     reply
 }
 
-async fn write_chunk<S: Conn>(sock: &mut S, data: &str) -> bool {
-    let frame = format!("{:x}\r\n{data}\r\n", data.len());
-    sock.write_all(frame.as_bytes()).await.is_ok() && sock.flush().await.is_ok()
-}
+/// One frame of a watch stream's body, or the error that cuts it.
+type Chunk = Result<hyper::body::Frame<bytes::Bytes>, BoxError>;
 
-async fn stream<S: Conn>(sh: &Arc<Shared>, sock: &mut S, req: &Request) {
+/// The watch stream: the head at once, then one event per change of a
+/// selected app, written by a task on the server's runtime until the
+/// client goes away, the [`StreamMode`] cuts it, or the simulator stops.
+fn stream(sh: &Arc<Shared>, req: Request) -> hyper::Response<Body> {
     let sse = !sh.config.ndjson_only
         && req
             .headers
             .get("accept")
             .is_some_and(|a| a.contains("text/event-stream"));
     if let Some(name) = req.query.get("name").filter(|n| !n.is_empty()) {
-        let refused = {
-            let mut st = sh.lock();
-            let r = lookup(&st, name, req, "get").err();
-            if let (Some(e), Some(rec)) = (&r, st.log.iter_mut().rev().find(|r| r.is_stream())) {
+        let mut st = sh.lock();
+        if let Err(e) = lookup(&st, name, &req, "get") {
+            if let Some(rec) = st.log.iter_mut().rev().find(|r| r.is_stream()) {
                 rec.status = e.status;
                 rec.code = e.code;
             }
-            r
-        };
-        if let Some(e) = refused {
-            write_json(sock, e.status, &e.body).await;
-            return;
+            return json_response(e.status, &e.body);
         }
     }
     let ctype = if sse {
@@ -1792,19 +1598,35 @@ async fn stream<S: Conn>(sh: &Arc<Shared>, sock: &mut S, req: &Request) {
     } else {
         "application/json"
     };
-    let head = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: {ctype}\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
-    );
-    if sock.write_all(head.as_bytes()).await.is_err() {
-        return;
-    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(16);
+    tokio::spawn(watch_events(sh.clone(), req, sse, tx));
+    let frames =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    hyper::Response::builder()
+        .status(200)
+        .header("content-type", ctype)
+        .header("cache-control", "no-cache")
+        .body(http_body_util::StreamBody::new(frames).boxed_unsync())
+        .expect("valid response")
+}
+
+/// Sends the events of one watch stream into `tx`. Returning drops `tx`:
+/// the body ends with its last chunk; sending an `Err` cuts the connection
+/// without one, as a proxy that drops it does.
+async fn watch_events(
+    sh: Arc<Shared>,
+    req: Request,
+    sse: bool,
+    tx: tokio::sync::mpsc::Sender<Chunk>,
+) {
     let opened = Instant::now();
     let mut rx = sh.version.subscribe();
+    let mut stopping = sh.stopping.subscribe();
     let mut sent: BTreeMap<String, u64> = BTreeMap::new();
     loop {
         let events: Vec<(String, u64, Value, bool)> = {
             let st = sh.lock();
-            let mut ev: Vec<_> = selected(&st, req)
+            let mut ev: Vec<_> = selected(&st, &req)
                 .into_iter()
                 .filter(|a| sent.get(&a.cfg.name) != Some(&a.resource_version))
                 .map(|a| (a.cfg.name.clone(), a.resource_version, a.to_json(), false))
@@ -1834,13 +1656,17 @@ async fn stream<S: Conn>(sh: &Arc<Shared>, sock: &mut S, req: &Request) {
             } else {
                 format!("{msg}\n")
             };
-            if !write_chunk(sock, &data).await {
+            if tx
+                .send(Ok(hyper::body::Frame::data(data.into())))
+                .await
+                .is_err()
+            {
                 return;
             }
             if sh.config.stream == StreamMode::CloseAfterFirstEvent {
-                // Cut without the terminating chunk: the client sees the
-                // body end early, as when a proxy drops the connection.
-                let _ = sock.shutdown().await;
+                let _ = tx
+                    .send(Err("argocd-sim: stream cut after the first event".into()))
+                    .await;
                 return;
             }
         }
@@ -1856,21 +1682,12 @@ async fn stream<S: Conn>(sh: &Arc<Shared>, sock: &mut S, req: &Request) {
                     None => std::future::pending().await,
                 }
             } => {
-                let _ = sock.shutdown().await;
+                let _ = tx.send(Err("argocd-sim: stream cut (StreamMode::CloseAfter)".into())).await;
                 return;
             }
-            // The client went away.
-            _ = wait_closed(sock) => return,
-        }
-    }
-}
-
-async fn wait_closed<S: Conn>(sock: &mut S) {
-    let mut b = [0u8; 64];
-    loop {
-        match sock.read(&mut b).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
+            // The client went away (hyper dropped the body).
+            _ = tx.closed() => return,
+            _ = async { drop(stopping.wait_for(|s| *s).await) } => return,
         }
     }
 }
@@ -1951,7 +1768,7 @@ mod tests {
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n",
+            "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n",
             body.len()
         );
         for (k, v) in headers {
@@ -2343,7 +2160,7 @@ mod tests {
             let mut st = std::net::TcpStream::connect(sim.addr()).unwrap();
             write!(
                 st,
-                "POST /api/v1/applications/sensor/sync HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\ncontent-length: {}\r\n\r\n{body}",
+                "POST /api/v1/applications/sensor/sync HTTP/1.1\r\nhost: x\r\nconnection: close\r\nauthorization: Bearer {TOKEN}\r\ncontent-length: {}\r\n\r\n{body}",
                 body.len()
             )
             .unwrap();
@@ -2523,5 +2340,54 @@ mod tests {
         assert!(!selector_matches("env=pi,site!=a", &labels));
         assert!(selector_matches("!missing", &labels));
         assert!(!selector_matches("env=x86", &labels));
+    }
+
+    #[test]
+    fn https_with_a_harness_ca_and_streams_that_end_when_the_simulator_stops() {
+        let ca = crate::tls::TestCa::new();
+        let mut cfg = SimConfig::new(TOKEN, vec![SimApp::new("sensor")]);
+        cfg.tls = Some(ca.issue(&["127.0.0.1"]));
+        let sim = ArgoSim::start(cfg);
+        assert!(sim.url().starts_with("https://127.0.0.1:"), "{}", sim.url());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = |trust: bool| {
+            let mut b = reqwest::Client::builder().no_proxy();
+            if trust {
+                b = b.add_root_certificate(
+                    reqwest::Certificate::from_pem(ca.cert_pem().as_bytes()).unwrap(),
+                );
+            }
+            b.build().unwrap()
+        };
+        let url = format!("{}/api/v1/stream/applications?name=sensor", sim.url());
+        let (untrusted, first, rest) = rt.block_on(async {
+            let untrusted = client(false).get(&url).send().await.is_err();
+            let mut resp = client(true)
+                .get(&url)
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap();
+            let first = resp.chunk().await.unwrap().unwrap();
+            // The simulator goes away with the stream open: the stream
+            // ends (no hang, no reset) and the stop takes no grace period.
+            let stopped = Instant::now();
+            drop(sim);
+            let took = stopped.elapsed();
+            let mut rest = Vec::new();
+            while let Ok(Some(c)) = resp.chunk().await {
+                rest.extend_from_slice(&c);
+            }
+            assert!(took < Duration::from_millis(900), "stopping took {took:?}");
+            (untrusted, first, rest)
+        });
+        assert!(untrusted, "a client without the CA was served");
+        let ev: Value = serde_json::from_slice(&first).unwrap();
+        assert_eq!(ev["result"]["type"], "ADDED");
+        assert_eq!(ev["result"]["application"]["metadata"]["name"], "sensor");
+        assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
     }
 }

@@ -12,8 +12,8 @@
 //! // or: harness::http_server::HttpServer::start_tls(&id, |req| …)
 //! ```
 //!
-//! [`self_signed`] keeps the shape of the older `argocd_sim::self_signed`
-//! (a CA in `dir/ca.pem` and an identity for `127.0.0.1`/`localhost`).
+//! [`self_signed`] is the short form: a CA in `dir/ca.pem` and an identity
+//! for `127.0.0.1`/`localhost` it signed.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -132,8 +132,7 @@ fn validity(params: &mut CertificateParams) {
 }
 
 /// A fresh CA written to `dir/ca.pem` and an identity for
-/// `127.0.0.1`/`localhost` it signed. Returns the identity and the CA path
-/// (drop-in for the older `argocd_sim::self_signed`).
+/// `127.0.0.1`/`localhost` it signed. Returns the identity and the CA path.
 pub fn self_signed(dir: &Path) -> (TlsIdentity, PathBuf) {
     let ca = TestCa::new();
     let id = ca.issue(&["127.0.0.1", "localhost"]);
