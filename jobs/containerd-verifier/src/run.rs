@@ -8,7 +8,7 @@ use std::time::Duration;
 use kit::env::Env;
 use kit::http::RetryPolicy;
 use kit::reference::ImageRef;
-use sign_image::config::{RegistryConfig, VerifyConfig};
+use sign_image::config::{RegistryConfig, VerifyConfig, VerifyKey};
 use sign_image::identity::{IdentityRule, Repository};
 
 use crate::cache::{self, Cache, Entry};
@@ -193,8 +193,10 @@ async fn verify_scope<'k>(
         for key in keys {
             let vcfg = VerifyConfig {
                 image: at.clone(),
-                key: key.key.clone(),
-                key_origin: key.path.display().to_string(),
+                keys: vec![VerifyKey {
+                    key: key.key.clone(),
+                    origin: key.path.display().to_string(),
+                }],
                 annotations: BTreeMap::new(),
                 identity: identity.clone(),
                 registry: RegistryConfig {

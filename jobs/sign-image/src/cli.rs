@@ -67,6 +67,36 @@ pub struct RegistryArgs {
     pub timeout: Option<String>,
 }
 
+/// Which signature format(s) `sign` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SignFormat {
+    // cosign's `.sig` tag (simple-signing payload).
+    Legacy,
+    // cosign 3's Sigstore bundle v0.3, as an OCI referrer.
+    Bundle,
+    // Both: every verifier finds its format.
+    Both,
+}
+
+impl SignFormat {
+    pub fn legacy(self) -> bool {
+        matches!(self, SignFormat::Legacy | SignFormat::Both)
+    }
+    pub fn bundle(self) -> bool {
+        matches!(self, SignFormat::Bundle | SignFormat::Both)
+    }
+}
+
+impl std::fmt::Display for SignFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SignFormat::Legacy => "legacy",
+            SignFormat::Bundle => "bundle",
+            SignFormat::Both => "both",
+        })
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct SignArgs {
     /// Image to sign: a tag is resolved to its digest once; a digest is used as is.
@@ -75,6 +105,15 @@ pub struct SignArgs {
     /// Private key: a path or env://VAR.
     #[arg(long, env = "SIGN_IMAGE_KEY", default_value = DEFAULT_PRIVATE_KEY, value_name = "REF")]
     pub key: String,
+    /// Signature format: legacy = cosign's `sha256-<hex>.sig` tag (read by cosign 2 and 3); bundle = cosign 3's Sigstore bundle stored as an OCI referrer (read by cosign 3, and cosign 2 with --new-bundle-format); both = each. `sign-image verify` reads either without a flag.
+    #[arg(
+        long,
+        env = "SIGN_IMAGE_FORMAT",
+        value_enum,
+        default_value_t = SignFormat::Legacy,
+        value_name = "FORMAT"
+    )]
+    pub format: SignFormat,
     /// Also sign each manifest of an index (every platform), as `cosign sign --recursive`.
     #[arg(long, env = "SIGN_IMAGE_RECURSIVE")]
     pub recursive: bool,
@@ -96,9 +135,15 @@ pub struct VerifyArgs {
     /// Image to verify (tag or digest; a tag is resolved to its digest).
     #[arg(env = "SIGN_IMAGE")]
     pub image: String,
-    /// Public key: a path (cosign.pub) or env://VAR.
-    #[arg(long, env = "SIGN_IMAGE_PUBLIC_KEY", default_value = DEFAULT_PUBLIC_KEY, value_name = "REF")]
-    pub key: String,
+    /// Public key: a path (cosign.pub) or env://VAR. Repeatable (comma-separated in the variable): a signature by any one of the keys verifies (key rotation: the new key and the old one); the log says which key and which format verified.
+    #[arg(
+        long,
+        env = "SIGN_IMAGE_PUBLIC_KEY",
+        default_value = DEFAULT_PUBLIC_KEY,
+        value_delimiter = ',',
+        value_name = "REF"
+    )]
+    pub key: Vec<String>,
     /// KEY=VALUE the signed payload must carry in `optional` (as `cosign verify -a`). Repeatable.
     #[arg(
         short = 'a',

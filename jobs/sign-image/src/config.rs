@@ -15,7 +15,7 @@ use kit::job::UsageError;
 use kit::reference::{ImageRef, ReferenceError};
 use kit::secret::Secret;
 
-use crate::cli::{Args, Command, GenerateArgs, RegistryArgs, SignArgs, VerifyArgs};
+use crate::cli::{Args, Command, GenerateArgs, RegistryArgs, SignArgs, SignFormat, VerifyArgs};
 use crate::identity::{IdentityError, IdentityRule, Repository};
 use crate::keyref::{KeyRef, KeyRefError, PASSWORD_VAR};
 use crate::keys::{PrivateKey, PublicKey};
@@ -47,16 +47,27 @@ pub struct SignConfig {
     pub key: PrivateKey,
     /// `--key` as given (a path or `env://VAR`), for the log.
     pub key_origin: String,
+    pub format: SignFormat,
     pub recursive: bool,
     pub annotations: BTreeMap<String, String>,
     pub registry: RegistryConfig,
 }
 
+/// One `--key` of verify: the key and where it came from (for the log and
+/// the report: which key verified).
+#[derive(Debug, Clone)]
+pub struct VerifyKey {
+    pub key: PublicKey,
+    /// `--key` as given (a path or `env://VAR`).
+    pub origin: String,
+}
+
 #[derive(Debug)]
 pub struct VerifyConfig {
     pub image: ImageRef,
-    pub key: PublicKey,
-    pub key_origin: String,
+    /// Every `--key`, in the order given, without duplicates: a signature
+    /// by any one of them verifies (key rotation).
+    pub keys: Vec<VerifyKey>,
     /// `k=v` that each accepted payload's `optional` must carry.
     pub annotations: BTreeMap<String, String>,
     /// Which repositories an accepted payload may name.
@@ -154,6 +165,7 @@ fn sign(a: SignArgs, env: &dyn Env) -> Result<SignConfig, ConfigError> {
         image,
         key,
         key_origin: key_ref.origin(),
+        format: a.format,
         recursive: a.recursive,
         annotations,
         registry,
@@ -176,12 +188,26 @@ fn verify(a: VerifyArgs, env: &dyn Env) -> Result<VerifyConfig, ConfigError> {
         );
     }
     let registry = registry_config(a.registry, &image, env)?;
-    let key_ref = KeyRef::parse(&a.key)?;
-    let key = key_ref.load_public(env)?;
+    let mut keys: Vec<VerifyKey> = Vec::new();
+    for r in a.key.iter().filter(|k| !k.trim().is_empty()) {
+        let key_ref = KeyRef::parse(r.trim())?;
+        let key = key_ref.load_public(env)?;
+        let origin = key_ref.origin();
+        if let Some(first) = keys.iter().find(|k| k.key == key) {
+            kit::joblog::warn(format!(
+                "--key {origin} is the same public key as --key {}; checked once",
+                first.origin
+            ));
+            continue;
+        }
+        keys.push(VerifyKey { key, origin });
+    }
+    if keys.is_empty() {
+        return Err(ConfigError::Key(KeyRefError::Empty));
+    }
     Ok(VerifyConfig {
         image,
-        key,
-        key_origin: key_ref.origin(),
+        keys,
         annotations,
         identity,
         registry,

@@ -1,5 +1,6 @@
 //! sign-image: cosign-compatible signing and verification of container
-//! image digests with ECDSA P-256 keys, in cosign's `.sig` tag format.
+//! image digests with ECDSA P-256 keys, in cosign's `.sig` tag format and
+//! cosign 3's Sigstore bundle format.
 //!
 //! The job's shape (as in every secdeliv job): [`cli::Args`] (flags) →
 //! [`config::Config::from_args`] (all validation, the key included: exit 2
@@ -10,8 +11,11 @@
 //! - [`keyref`]: `--key` as a path or `env://VAR`;
 //! - [`payload`]: the simple-signing payload, byte for byte as cosign writes it;
 //! - [`identity`]: which repository a payload was signed for, and which verify accepts;
-//! - [`sigtag`]: the `sha256-<hex>.sig` manifest, append and dedupe.
+//! - [`sigtag`]: the `sha256-<hex>.sig` manifest, append and dedupe;
+//! - [`bundle`]: cosign 3's format, a Sigstore bundle (DSSE, in-toto) as an OCI referrer;
+//! - [`verify`]: verify, both formats, several keys.
 
+pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -23,6 +27,7 @@ pub mod payload;
 pub mod report;
 pub mod run;
 pub mod sigtag;
+pub mod verify;
 
 /// The job, for `kit::job::main`.
 pub struct Job;

@@ -23,9 +23,11 @@ pub fn signed(report: &SignReport) {
     ));
 }
 
-/// A table of every signature layer with the reason it was accepted or
-/// refused (stderr); when something verified, the verified payloads as a
-/// JSON array on stdout, as `cosign verify` prints them.
+/// A table of every signature found (format, digest, which key verified it
+/// or why it was refused) on stderr; when something verified, the verified
+/// payloads as a JSON array on stdout, as `cosign verify` prints them (the
+/// simple-signing payload for the legacy format, the in-toto statement for
+/// bundles).
 pub fn verified(report: &VerifyReport) {
     if !report.verdicts.is_empty() {
         let rows: Vec<Vec<String>> = report
@@ -33,30 +35,36 @@ pub fn verified(report: &VerifyReport) {
             .iter()
             .map(|v| {
                 vec![
-                    v.layer_digest.clone(),
-                    v.rejected
-                        .as_ref()
-                        .map_or_else(|| "verified".to_string(), ToString::to_string),
+                    v.format.to_string(),
+                    v.digest.clone(),
+                    match &v.result {
+                        Ok(key) => format!("verified by key {key}"),
+                        Err(why) => why.to_string(),
+                    },
                 ]
             })
             .collect();
         eprintln!(
             "{}",
-            joblog::table(&["signature layer", "result"], &rows, 100)
+            joblog::table(&["format", "signature", "result"], &rows, 100)
         );
     }
     joblog::info(format!(
-        "{}@{}: {} of {} signature(s) valid for the key",
+        "{}@{}: {} of {} signature(s) valid for the key(s)",
         report.image.name(),
         report.digest,
         report.verified.len(),
         report.verdicts.len()
     ));
+    if let Some(v) = report.verified.first() {
+        joblog::info(format!(
+            "verified: {} format, key {} ({})",
+            v.format, v.key, v.key_fingerprint
+        ));
+    }
     if report.refusal.is_none() {
-        println!(
-            "{}",
-            serde_json::to_string(&report.verified).unwrap_or_default()
-        );
+        let payloads: Vec<_> = report.verified.iter().map(|v| &v.payload).collect();
+        println!("{}", serde_json::to_string(&payloads).unwrap_or_default());
     }
 }
 

@@ -128,7 +128,7 @@ fn exit_1_no_signature_and_none_valid() {
     r.assert_failed(
         1,
         &format!(
-            "{n}@{d} has no signatures: {n}:{t} does not exist \\(sign it with `sign-image sign`\\)",
+            "{n}@{d} has no signatures: {n}:{t} does not exist and no referrer of the digest is a signature bundle \\(sign it with `sign-image sign`\\)",
             n = re(&name),
             d = re(d),
             t = re(&sig_tag(d))
