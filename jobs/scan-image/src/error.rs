@@ -86,6 +86,10 @@ pub enum Error {
     )]
     NoPlatform { image: String },
 
+    /// `trivy convert` wrote something that is not a CycloneDX document.
+    #[error(transparent)]
+    Sbom(#[from] crate::sbom::NotCycloneDx),
+
     /// A local file (report, dotenv, SBOM) could not be written; kit's
     /// errors carry their own exit kind.
     #[error(transparent)]
@@ -105,7 +109,7 @@ impl Failure for Error {
             Error::TrivyTimeout { .. } => ExitKind::Timeout,
             Error::Registry(e) => e.exit_kind(),
             Error::UnknownPlatform(_) => ExitKind::Usage,
-            Error::NoPlatform { .. } => ExitKind::Remote,
+            Error::NoPlatform { .. } | Error::Sbom(_) => ExitKind::Remote,
             Error::Kit(e) => e.kind,
         }
     }

@@ -12,6 +12,7 @@ pub mod finding;
 pub mod platforms;
 pub mod report;
 pub mod run;
+pub mod sbom;
 pub mod severity;
 pub mod summary;
 pub mod suppress;

@@ -691,9 +691,19 @@ fn write_sbom(
     match runner::convert_to_cyclonedx(&config.trivy, sandbox, env, json, &tmp_path, config.timeout)
     {
         Ok(()) => {
+            let bytes = std::fs::read(&tmp_path).map_err(|e| cannot(&e))?;
+            let (bytes, written) = crate::sbom::for_gitlab(&bytes)?;
+            std::fs::write(&tmp_path, &bytes).map_err(|e| cannot(&e))?;
             tmp.persist(sbom).map_err(|e| cannot(&e.error))?;
+            let relabelled = if written == crate::sbom::SPEC_VERSION {
+                String::new()
+            } else if written == "1.7" {
+                ", trivy's 1.7 written as 1.6 for GitLab".to_string()
+            } else {
+                format!(" {written}")
+            };
             joblog::info(format!(
-                "SBOM written: {} (CycloneDX, trivy convert)",
+                "SBOM written: {} (CycloneDX{relabelled}, trivy convert)",
                 sbom.display()
             ));
             Ok(true)

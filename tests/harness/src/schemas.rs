@@ -10,6 +10,10 @@ pub const GITLAB_DEPENDENCY_SCANNING: &str = "gitlab-dependency-scanning-report-
 pub const SARIF: &str = "sarif-schema-2.1.0.json";
 pub const GITLAB_CI: &str = "gitlab-ci.json";
 pub const ARGOCD_SWAGGER: &str = "argocd-swagger.json";
+/// CycloneDX 1.6; it refers to `spdx.schema.json` and `jsf-0.82.schema.json`
+/// by relative name, so the three stay together in `cyclonedx/` (resolved
+/// from there by [`violations`], never from the network).
+pub const CYCLONEDX_1_6: &str = "cyclonedx/bom-1.6.schema.json";
 
 /// The workspace root (two levels above this crate).
 pub fn workspace_root() -> PathBuf {
@@ -48,12 +52,33 @@ pub fn violations(name: &str, instance: &serde_json::Value) -> Vec<String> {
     let schema = load(name);
     let validator = jsonschema::options()
         .should_validate_formats(true)
+        .with_retriever(Beside(
+            dir().join(name).parent().expect("schema dir").to_path_buf(),
+        ))
         .build(&schema)
         .unwrap_or_else(|e| panic!("compiling schema {name}: {e}"));
     validator
         .iter_errors(instance)
         .map(|e| format!("{}: {e}", e.instance_path()))
         .collect()
+}
+
+/// Resolves a schema's `$ref` to another schema file by its file name, from
+/// the directory of the schema being compiled (CycloneDX's `$id`s are
+/// `http://cyclonedx.org/schema/NAME`; nothing is downloaded).
+struct Beside(PathBuf);
+
+impl jsonschema::Retrieve for Beside {
+    fn retrieve(
+        &self,
+        uri: &jsonschema::Uri<String>,
+    ) -> Result<serde_json::Value, Box<dyn std::error::Error + Send + Sync>> {
+        let name = uri.path().as_str().rsplit('/').next().unwrap_or_default();
+        let p = self.0.join(name);
+        let text =
+            std::fs::read_to_string(&p).map_err(|e| format!("{uri} -> {}: {e}", p.display()))?;
+        Ok(serde_json::from_str(&text)?)
+    }
 }
 
 /// Panics with every violation when `instance` is not valid against `name`.
