@@ -13,7 +13,7 @@ use crate::attempt::{Backend, Output, Publish};
 use crate::config::Config;
 use crate::decide::{self, Commit, Decision};
 use crate::error::Error;
-use crate::gitlab::{Api, MergeRequest};
+use crate::gitlab::{Api, Committed, MergeRequest, OpenedMr};
 
 /// Reads every YAML file under the paths at `sha` and plans the edit; also
 /// returns the state file's text. The `--path` entries are checked against
@@ -76,7 +76,7 @@ impl Backend for DirectBackend<'_> {
             .commit(self.c, branch, None, head, &commit.files, &commit.message)
             .await?
         {
-            Ok(sha) => {
+            Committed::Sha(sha) => {
                 info(format!(
                     "committed {sha} to {branch}: {} -> {} (attempt {attempt})",
                     commit.old, commit.new
@@ -89,7 +89,9 @@ impl Backend for DirectBackend<'_> {
                     ],
                 }))
             }
-            Err(why) => Ok(Publish::Stale(format!("commit refused as stale ({why})"))),
+            Committed::Stale { gitlab_says } => Ok(Publish::Stale(format!(
+                "commit refused as stale ({gitlab_says})"
+            ))),
         }
     }
 
@@ -282,8 +284,12 @@ impl Backend for MergeRequestBackend<'_> {
             .commit(c, &branch, start, &read_ref, &commit.files, &commit.message)
             .await?
         {
-            Ok(sha) => sha,
-            Err(why) => return Ok(Publish::Stale(format!("commit refused as stale ({why})"))),
+            Committed::Sha(sha) => sha,
+            Committed::Stale { gitlab_says } => {
+                return Ok(Publish::Stale(format!(
+                    "commit refused as stale ({gitlab_says})"
+                )));
+            }
         };
         info(format!(
             "committed {sha} to {branch}: {} -> {}",
@@ -301,14 +307,14 @@ impl Backend for MergeRequestBackend<'_> {
                 .create_mr(&branch, &c.branch, &title, &description)
                 .await?
             {
-                Ok(mr) => {
+                OpenedMr::Opened(mr) => {
                     info(format!("opened merge request !{}", mr.iid));
                     mr
                 }
-                Err(why) => {
+                OpenedMr::AlreadyOpen { gitlab_says } => {
                     // Another job opened it first: reuse it.
                     info(format!(
-                        "a merge request from {branch} already exists ({why}); reusing it"
+                        "a merge request from {branch} already exists ({gitlab_says}); reusing it"
                     ));
                     match self.api.find_mr(&branch, &c.branch).await? {
                         Some(mr) => mr,

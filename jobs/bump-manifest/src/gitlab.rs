@@ -48,7 +48,7 @@ pub struct TreeItem {
 }
 
 /// A merge request (only what is used).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct MergeRequest {
     pub iid: u64,
     pub web_url: String,
@@ -305,8 +305,9 @@ impl Api {
         }
     }
 
-    /// One commit with every action. Ok(None) when GitLab says a file
-    /// changed since it was read (retry), with GitLab's reason.
+    /// One commit with every action: [`Committed::Sha`], or
+    /// [`Committed::Stale`] when GitLab says a file changed since it was
+    /// read (re-plan and retry).
     pub async fn commit(
         &self,
         c: &Config,
@@ -315,7 +316,7 @@ impl Api {
         read_ref: &str,
         files: &[manifest_edit::FileChange],
         message: &str,
-    ) -> Result<Result<String, String>, Error> {
+    ) -> Result<Committed, Error> {
         let mut actions = Vec::new();
         for f in files {
             let last = self.last_commit_id(&f.path, read_ref).await?;
@@ -340,7 +341,7 @@ impl Api {
         match Self::body(resp, "POST").await {
             Ok(b) => {
                 let commit: CommitRef = api::decode(SERVICE, &url, &b)?;
-                Ok(Ok(check_sha(&url, &commit.id)?))
+                Ok(Committed::Sha(check_sha(&url, &commit.id)?))
             }
             Err(e) if e.status() == Some(400) => {
                 let msg = e.body().and_then(|b| b.message.clone()).unwrap_or_default();
@@ -352,7 +353,7 @@ impl Api {
                     "not found",
                 ];
                 if stale.iter().any(|x| msg.contains(x)) {
-                    Ok(Err(msg))
+                    Ok(Committed::Stale { gitlab_says: msg })
                 } else {
                     Err(e.into())
                 }
@@ -391,14 +392,15 @@ impl Api {
         check_mr(&self.url(&rest), mr)
     }
 
-    /// Opens a merge request; Ok(None) on 409 (another job opened it first).
+    /// Opens a merge request: [`OpenedMr::Opened`], or
+    /// [`OpenedMr::AlreadyOpen`] on 409 (another job opened it first).
     pub async fn create_mr(
         &self,
         source: &str,
         target: &str,
         title: &str,
         description: &str,
-    ) -> Result<Result<MergeRequest, String>, Error> {
+    ) -> Result<OpenedMr, Error> {
         let rest = "/merge_requests";
         let body = serde_json::json!({
             "source_branch": source,
@@ -410,11 +412,16 @@ impl Api {
         let url = self.url(rest);
         let resp = self.send("POST", rest, Some(&body)).await?;
         match Self::body(resp, "POST").await {
-            Ok(b) => Ok(Ok(check_mr(&url, api::decode(SERVICE, &url, &b)?)?)),
-            Err(e) if e.status() == Some(409) => Ok(Err(e
-                .body()
-                .and_then(|b| b.message.clone())
-                .unwrap_or_else(|| "409 Conflict".into()))),
+            Ok(b) => Ok(OpenedMr::Opened(check_mr(
+                &url,
+                api::decode(SERVICE, &url, &b)?,
+            )?)),
+            Err(e) if e.status() == Some(409) => Ok(OpenedMr::AlreadyOpen {
+                gitlab_says: e
+                    .body()
+                    .and_then(|b| b.message.clone())
+                    .unwrap_or_else(|| "409 Conflict".into()),
+            }),
             Err(e) => Err(e.into()),
         }
     }
@@ -431,6 +438,27 @@ impl Api {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// GitLab's answer to `POST /repository/commits`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Committed {
+    /// The new commit.
+    Sha(String),
+    /// 400 because a file changed, appeared or went since it was read:
+    /// someone else committed first. `gitlab_says` is GitLab's message.
+    Stale { gitlab_says: String },
+}
+
+/// GitLab's answer to `POST /merge_requests`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenedMr {
+    Opened(MergeRequest),
+    /// 409: a merge request from that branch is already open (another job
+    /// opened it first). `gitlab_says` is GitLab's message.
+    AlreadyOpen {
+        gitlab_says: String,
+    },
 }
 
 /// A merge request GitLab returned must have a real iid and URL.
