@@ -379,9 +379,9 @@ fn sign_image(args: &[&str], env: &[(&str, &str)]) -> ExitCode {
     kit::job::execute::<sign_image::Job>(a, &env)
 }
 
-/// A digest signed with sign-image at SRC (cosign's `.sig` format)
-/// verifies at DST after promotion, on both kinds; promoted without
-/// signatures it does not.
+/// A digest signed with sign-image at SRC, in cosign's `.sig` format and in
+/// cosign 3's bundle format (a referrer), verifies at DST after promotion,
+/// on both kinds; promoted without signatures it does not.
 #[test]
 fn signed_at_the_source_verifies_at_the_destination_with_sign_image() {
     let tmp = tempfile::tempdir().unwrap();
@@ -405,69 +405,208 @@ fn signed_at_the_source_verifies_at_the_destination_with_sign_image() {
         Box::new(OciRegistry::start()),
     ];
     for reg in kinds {
-        let kind = reg.kind();
-        let img = push_image_to(reg.as_ref(), "team/app", "1", &spec(13));
-        let host = reg.host();
-        let src_ref = format!("{host}/team/app@{}", img.digest);
-        assert_eq!(
-            sign_image(
+        for (seed, format) in [(13, "legacy"), (14, "bundle")] {
+            let kind = format!("{} ({format})", reg.kind());
+            let img = push_image_to(reg.as_ref(), &format!("team/{format}"), "1", &spec(seed));
+            let host = reg.host();
+            let src_ref = format!("{host}/team/{format}@{}", img.digest);
+            let signed = sign_image(
                 &[
                     "sign",
                     &src_ref,
                     "--key",
                     key.to_str().unwrap(),
-                    "--insecure-registry",
-                    &host
-                ],
-                &password,
-            ),
-            ExitCode::SUCCESS,
-            "{kind}"
-        );
-        let verify = |repo: &str| {
-            sign_image(
-                &[
-                    "verify",
-                    &format!("{host}/{repo}@{}", img.digest),
-                    "--key",
-                    public.to_str().unwrap(),
-                    "--identity",
-                    &format!("{host}/team/app"),
+                    "--format",
+                    format,
                     "--insecure-registry",
                     &host,
                 ],
-                &[],
+                &password,
+            );
+            assert_eq!(signed, ExitCode::SUCCESS, "{kind}");
+            let verify = |repo: &str| {
+                sign_image(
+                    &[
+                        "verify",
+                        &format!("{host}/{repo}@{}", img.digest),
+                        "--key",
+                        public.to_str().unwrap(),
+                        "--identity",
+                        &format!("{host}/team/{format}"),
+                        "--insecure-registry",
+                        &host,
+                    ],
+                    &[],
+                )
+            };
+            let at = |side: &str| format!("{side}/{format}");
+            assert_eq!(
+                verify(&at("team")),
+                ExitCode::SUCCESS,
+                "{kind}: at the source"
+            );
+            let insecure = [host.clone()];
+            let src = format!("{host}/team/{format}:1");
+            promote(
+                tmp.path(),
+                &[&src, &format!("{host}/prod/{format}:1")],
+                &insecure,
+            );
+            assert_eq!(
+                verify(&at("prod")),
+                ExitCode::SUCCESS,
+                "{kind}: after promotion"
+            );
+            promote(
+                tmp.path(),
+                &[
+                    &src,
+                    &format!("{host}/bare/{format}:1"),
+                    "--with-signatures=false",
+                ],
+                &insecure,
+            );
+            assert_eq!(
+                verify(&at("bare")),
+                ExitCode::from(1),
+                "{kind}: promoted without signatures, yet verified"
+            );
+        }
+    }
+}
+
+/// `.tools/bin/cosign-v3`, or a panic saying how to build it.
+fn cosign_v3() -> std::path::PathBuf {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/bin/cosign-v3");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with `bash scripts/install-peers.sh cosign` (Go and the Go module proxy needed)",
+        bin.display()
+    );
+    bin
+}
+
+/// cosign v3 in `dir`, clean environment, key-based and offline.
+fn cosign(dir: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(cosign_v3())
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .env("DOCKER_CONFIG", dir.join("no-docker-config"))
+        .env("COSIGN_PASSWORD", "cosign-v3-pw")
+        .env("COSIGN_YES", "true")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// A digest signed by the real cosign v3.1.3 (its default: a Sigstore
+/// bundle as an OCI referrer; on docker-registry 2.8 through the referrers
+/// tag schema) verifies at DST with `cosign verify` after promotion, in all
+/// four pairings of the two kinds; promoted without signatures it does not.
+/// Key-based without Rekor, cosign 3 signs with `--use-signing-config=false
+/// --tlog-upload=false` and verifies with `--insecure-ignore-tlog`.
+#[test]
+fn signed_with_cosign_v3_at_the_source_verifies_at_the_destination_with_cosign_v3() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let out = cosign(dir, &["generate-key-pair"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let start = |api: bool| -> Box<dyn AnyRegistry> {
+        if api {
+            Box::new(OciRegistry::start())
+        } else {
+            Box::new(TestRegistry::start())
+        }
+    };
+    for (seed, (src_api, dst_api)) in [(false, false), (true, true), (false, true), (true, false)]
+        .into_iter()
+        .enumerate()
+    {
+        let (src, dst) = (start(src_api), start(dst_api));
+        let pair = format!("{} -> {}", src.kind(), dst.kind());
+        let img = push_image_to(src.as_ref(), "team/app", "1", &spec(20 + seed as u64));
+        let signed = format!("{}/team/app@{}", src.host(), img.digest);
+        let out = cosign(
+            dir,
+            &[
+                "sign",
+                "--key",
+                "cosign.key",
+                "--use-signing-config=false",
+                "--tlog-upload=false",
+                "--allow-http-registry",
+                &signed,
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{pair}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let verify = |image: &str| {
+            cosign(
+                dir,
+                &[
+                    "verify",
+                    "--key",
+                    "cosign.pub",
+                    "--insecure-ignore-tlog=true",
+                    "--allow-http-registry",
+                    image,
+                ],
             )
         };
-        assert_eq!(
-            verify("team/app"),
-            ExitCode::SUCCESS,
-            "{kind}: at the source"
+        let at_src = verify(&signed);
+        assert!(
+            at_src.status.success(),
+            "{pair}: {}",
+            String::from_utf8_lossy(&at_src.stderr)
         );
-        let insecure = [host.clone()];
-        promote(
-            tmp.path(),
-            &[&format!("{host}/team/app:1"), &format!("{host}/prod/app:1")],
+        let insecure = [src.host(), dst.host()];
+        let r = promote(
+            dir,
+            &[
+                &format!("{}/team/app:1", src.host()),
+                &format!("{}/prod/app:1", dst.host()),
+            ],
             &insecure,
         );
-        assert_eq!(
-            verify("prod/app"),
-            ExitCode::SUCCESS,
-            "{kind}: after promotion"
+        assert!(
+            r.stderr.contains("1 referrer(s) copied"),
+            "{pair}: {}",
+            r.stderr
+        );
+        let at_dst = verify(&format!("{}/prod/app@{}", dst.host(), img.digest));
+        assert!(
+            at_dst.status.success(),
+            "{pair}: cosign v3 refused the promoted signature: {}",
+            String::from_utf8_lossy(&at_dst.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&at_dst.stdout);
+        assert!(
+            stdout.contains("https://sigstore.dev/cosign/sign/v1"),
+            "{pair}: {stdout}"
         );
         promote(
-            tmp.path(),
+            dir,
             &[
-                &format!("{host}/team/app:1"),
-                &format!("{host}/bare/app:1"),
+                &format!("{}/team/app:1", src.host()),
+                &format!("{}/bare/app:1", dst.host()),
                 "--with-signatures=false",
             ],
             &insecure,
         );
-        assert_eq!(
-            verify("bare/app"),
-            ExitCode::from(1),
-            "{kind}: promoted without signatures, yet verified"
+        let bare = verify(&format!("{}/bare/app@{}", dst.host(), img.digest));
+        assert!(
+            !bare.status.success(),
+            "{pair}: verified without signatures"
         );
     }
 }
