@@ -55,6 +55,9 @@ SELECTED="$*"
 if want trivy; then
   LDFLAGS_X="-X github.com/aquasecurity/trivy/pkg/version/app.ver=${TRIVY_VERSION#v}" \
     build trivy "$TRIVY_VERSION" github.com/aquasecurity/trivy/cmd/trivy GOEXPERIMENT=jsonv2
+  # Its module source stays in the Go module cache: the tests read trivy's
+  # own contrib/gitlab.tpl from there (a no-op when it is already there).
+  go mod download "github.com/aquasecurity/trivy@$TRIVY_VERSION"
 fi
 # The test peer that builds trivy's vulnerability DB from fixture advisories
 # (tests/peers/trivy-db, its own Go module): rebuilt when its source changes.
