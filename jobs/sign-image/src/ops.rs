@@ -142,13 +142,25 @@ pub async fn sign(cfg: &SignConfig, env: &dyn Env) -> Result<SignReport, Error> 
     let (subject, children) =
         resolve(&reg, image, cfg.registry.platform.as_deref(), cfg.recursive).await?;
     let mut signed = Vec::new();
-    for d in std::iter::once(subject).chain(children) {
+    let digests: Vec<Descriptor> = std::iter::once(subject).chain(children).collect();
+    // Every referrers list is read (and checked) before anything is pushed:
+    // a registry answering garbage stops the job with nothing written.
+    let mut bundles: Vec<Option<Vec<u8>>> = Vec::with_capacity(digests.len());
+    for d in &digests {
+        bundles.push(if cfg.format.bundle() {
+            new_bundle(&reg, image, &d.digest, &cfg.key, &cfg.annotations).await?
+        } else {
+            None
+        });
+    }
+    for (d, b) in digests.into_iter().zip(bundles) {
         let mut added = false;
         if cfg.format.legacy() {
             added |= sign_one(&reg, image, &d.digest, &cfg.key, &public, &cfg.annotations).await?;
         }
-        if cfg.format.bundle() {
-            added |= sign_bundle(&reg, image, &d, &cfg.key, &cfg.annotations).await?;
+        if let Some(b) = b {
+            push_bundle(&reg, image, &d, b).await?;
+            added = true;
         }
         signed.push(Signed {
             digest: d.digest,
@@ -162,20 +174,18 @@ pub async fn sign(cfg: &SignConfig, env: &dyn Env) -> Result<SignReport, Error> 
     })
 }
 
-/// Signs `subject` in the bundle format: the bundle blob, the empty config
-/// and the referrer manifest (through the referrers API, or the referrers
-/// tag schema where the registry has none). `false` when a referrer with
-/// this very bundle is already there (signatures are deterministic, so the
-/// same key and statement give the same bundle).
-async fn sign_bundle(
+/// The bundle signing `digest` (cosign 3's statement, DSSE, bundle v0.3),
+/// or `None` when a referrer with this very bundle is already there
+/// (signatures are deterministic: the same key and statement give the same
+/// bundle). Reads the referrers list, pushes nothing.
+async fn new_bundle(
     reg: &Registry,
     image: &ImageRef,
-    subject: &Descriptor,
+    digest: &Digest,
     key: &PrivateKey,
     annotations: &BTreeMap<String, String>,
-) -> Result<bool, Error> {
+) -> Result<Option<Vec<u8>>, Error> {
     let repo = &image.repository;
-    let digest = &subject.digest;
     let statement = bundle::Statement::for_signature(digest, annotations);
     let payload = serde_json::to_vec(&statement).unwrap_or_default();
     let bundle_bytes = bundle::sign(key, &payload);
@@ -197,11 +207,23 @@ async fn sign_bundle(
                 image.name(),
                 r.digest
             ));
-            return Ok(false);
+            return Ok(None);
         }
     }
-    reg.push_new_blob(repo, bundle_bytes.clone()).await?;
-    reg.push_shared_blob(repo, bundle::EMPTY_BLOB).await?;
+    Ok(Some(bundle_bytes))
+}
+
+/// Pushes a bundle as a referrer of `subject`: the bundle blob, the empty
+/// config, and the referrer manifest (through the referrers API, or merged
+/// into the referrers tag schema where the registry has none).
+async fn push_bundle(
+    reg: &Registry,
+    image: &ImageRef,
+    subject: &Descriptor,
+    bundle_bytes: Vec<u8>,
+) -> Result<(), Error> {
+    let repo = &image.repository;
+    let digest = &subject.digest;
     let manifest = bundle::ReferrerManifest::for_bundle(
         &bundle_bytes,
         bundle::OciDescriptor {
@@ -214,6 +236,8 @@ async fn sign_bundle(
         bundle::SIGN_PREDICATE_TYPE,
         &bundle::created_now(),
     );
+    reg.push_new_blob(repo, bundle_bytes).await?;
+    reg.push_shared_blob(repo, bundle::EMPTY_BLOB).await?;
     let pushed = reg
         .push_referrer(repo, OCI_MANIFEST_MEDIA_TYPE, manifest.to_bytes(), digest)
         .await?;
@@ -221,7 +245,7 @@ async fn sign_bundle(
         "{}@{digest}: signature bundle added as referrer {pushed}",
         image.name()
     ));
-    Ok(true)
+    Ok(())
 }
 
 async fn sign_one(

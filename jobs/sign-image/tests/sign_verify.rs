@@ -834,3 +834,54 @@ fn request_counts_for_signing_an_already_pushed_digest() {
         );
     }
 }
+
+/// A referrers tag (`sha256-<hex>`) holding something that is not an image
+/// index: sign (any format that reads referrers) and verify stop with exit 3
+/// naming the endpoint, and sign pushes nothing (not even the legacy
+/// signature of `--format both`).
+#[test]
+fn garbage_referrers_are_exit_3_naming_the_endpoint_and_nothing_is_pushed() {
+    let reg = TestRegistry::start();
+    let host = reg.host();
+    let img = push_image(&reg, "team/app", "1.0", &small_spec(91), None);
+    // A platform manifest of the image pushed under its referrers tag: not an index.
+    let tag = img.digest.replace(':', "-");
+    let platform = &img.manifests[0].1;
+    let raw = harness::registry::skopeo_raw(&format!("{host}/team/app@{}", platform.digest), None);
+    let c = registry::Registry::new(
+        &host,
+        None,
+        &registry::ClientOptions {
+            insecure_registries: vec![host.clone()],
+            ..Default::default()
+        },
+        &kit::env::MapEnv(Default::default()),
+    )
+    .unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(c.push_manifest("team/app", &tag, &platform.media_type, raw))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let a = keys(dir.path(), "a", "pw");
+    let endpoint = format!(".*/v2/team/app/manifests/{tag}.*not a valid OCI image index.*");
+    let r = job(dir.path())
+        .args(["sign", &format!("{host}/team/app@{}", img.digest)])
+        .args(["--insecure-registry", &host, "--format", "both"])
+        .args(["--key", a.key_path.to_str().unwrap()])
+        .env("COSIGN_PASSWORD", "pw")
+        .run();
+    r.assert_failed(3, &endpoint);
+    assert!(
+        sig_layers(&host, "team/app", &img.digest, None).is_none(),
+        "the legacy signature was pushed"
+    );
+    let r = job(dir.path())
+        .args(["verify", &format!("{host}/team/app@{}", img.digest)])
+        .args(["--insecure-registry", &host])
+        .args(["--key", a.pub_path.to_str().unwrap()])
+        .run();
+    r.assert_failed(3, &endpoint);
+}
