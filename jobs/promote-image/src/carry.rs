@@ -1,6 +1,7 @@
 //! `--with-signatures`: what belongs to the digest comes along.
 //!
-//! - cosign's legacy tags of the digest, `sha256-<hex>.sig` and `.att`
+//! - cosign's legacy tags of the digest and of each platform manifest,
+//!   `sha256-<hex>.sig` and `.att`
 //!   (manifest and blobs, byte for byte; when DST already holds a different
 //!   one, the union of both layer lists, so no signature DST had is lost);
 //! - every OCI 1.1 referrer of the digest and of each platform manifest
@@ -62,19 +63,21 @@ pub struct Side<'a> {
     pub repo: &'a str,
 }
 
-/// Carries the `.sig`/`.att` tags of `top` and the referrers of `top` and
-/// of its platform manifests from SRC to DST.
+/// Carries the `.sig`/`.att` tags and the referrers of `top` and of its
+/// platform manifests from SRC to DST.
 pub async fn carry(
     src: &Side<'_>,
     dst: &Side<'_>,
     top: &Manifest,
     parallel: usize,
 ) -> Result<CarryTally, Error> {
-    let mut tally = CarryTally::default();
-    for suffix in LEGACY_SUFFIXES {
-        let tag = format!("{}{suffix}", referrers_tag(&top.digest));
-        legacy_tag(src, dst, &tag, parallel, &mut tally).await?;
-    }
+    let mut c = Carrier {
+        src,
+        dst,
+        parallel,
+        tally: CarryTally::default(),
+        blobs_at_dst: HashSet::new(),
+    };
     let mut subjects = vec![(top.digest.clone(), 0usize)];
     if let Contents::Index(entries) = top.contents()? {
         subjects.extend(
@@ -83,6 +86,14 @@ pub async fn carry(
                 .filter(|e| !e.attestation)
                 .map(|e| (e.descriptor.digest, 0)),
         );
+    }
+    // `cosign sign --recursive` (and sign-image's) signs each platform
+    // manifest too: their tags come along like the index's.
+    for (subject, _) in &subjects {
+        for suffix in LEGACY_SUFFIXES {
+            c.legacy_tag(&format!("{}{suffix}", referrers_tag(subject)))
+                .await?;
+        }
     }
     let mut seen: HashSet<Digest> = subjects.iter().map(|(d, _)| d.clone()).collect();
     let (mut src_store, mut dst_store) = (None, None);
@@ -102,142 +113,133 @@ pub async fn carry(
         dst_store = Some(store);
         for r in listed {
             if at_dst.iter().any(|d| d.digest == r.digest) {
-                tally.referrers_unchanged += 1;
+                c.tally.referrers_unchanged += 1;
             } else {
-                copy_referrer(src, dst, &subject, &r, dst_store, parallel, &mut tally).await?;
+                c.referrer(&subject, &r, store).await?;
             }
             if depth + 1 < MAX_DEPTH && seen.insert(r.digest.clone()) {
                 subjects.push((r.digest, depth + 1));
             }
         }
     }
-    Ok(tally)
+    Ok(c.tally)
 }
 
-/// A `.sig` / `.att` tag: copied when DST lacks it, left alone when DST
-/// has the same, the union of both when they differ.
-async fn legacy_tag(
-    src: &Side<'_>,
-    dst: &Side<'_>,
-    tag: &str,
+/// One carrying run: the two sides, what was done, which blobs DST is
+/// known to have (artifacts share blobs, e.g. the empty `{}` config: one
+/// HEAD each, not one per artifact).
+struct Carrier<'a> {
+    src: &'a Side<'a>,
+    dst: &'a Side<'a>,
     parallel: usize,
-    tally: &mut CarryTally,
-) -> Result<(), Error> {
-    let Some(m) = src.reg.manifest(src.repo, tag).await? else {
-        return Ok(());
-    };
-    let at_dst = dst.reg.manifest_head(dst.repo, tag).await?;
-    let (bytes, merged) = match at_dst {
-        Some(d) if d.digest == m.digest => {
-            tally.legacy_unchanged += 1;
+    tally: CarryTally,
+    blobs_at_dst: HashSet<Digest>,
+}
+
+impl Carrier<'_> {
+    /// A `.sig` / `.att` tag: copied when DST lacks it, left alone when DST
+    /// has the same, the union of both when they differ.
+    async fn legacy_tag(&mut self, tag: &str) -> Result<(), Error> {
+        let (src, dst) = (self.src, self.dst);
+        let Some(m) = src.reg.manifest(src.repo, tag).await? else {
             return Ok(());
-        }
-        None => (m.bytes.clone(), false),
-        Some(_) => {
-            let theirs = dst.reg.manifest(dst.repo, tag).await?;
-            match theirs
-                .as_ref()
-                .map(|t| union_of_layers(&m, t))
-                .transpose()?
-            {
-                Some(u) if registry::sha256(&u) == theirs.as_ref().unwrap().digest => {
-                    tally.legacy_unchanged += 1;
-                    return Ok(());
+        };
+        let (bytes, merged) = match dst.reg.manifest_head(dst.repo, tag).await? {
+            Some(d) if d.digest == m.digest => {
+                self.tally.legacy_unchanged += 1;
+                return Ok(());
+            }
+            None => (m.bytes.clone(), false),
+            Some(_) => match dst.reg.manifest(dst.repo, tag).await? {
+                Some(theirs) => {
+                    let union = union_of_layers(&m, &theirs)?;
+                    if registry::sha256(&union) == theirs.digest {
+                        self.tally.legacy_unchanged += 1;
+                        return Ok(());
+                    }
+                    (union, true)
                 }
-                Some(u) => (u, true),
                 None => (m.bytes.clone(), false),
-            }
-        }
-    };
-    copy_blobs_of(src, dst, m.clone(), parallel, tally).await?;
-    dst.reg
-        .push_manifest(dst.repo, tag, &m.media_type, bytes)
-        .await?;
-    info(format!(
-        "  {} {tag}{}",
-        if merged { "merged" } else { "copied" },
-        if merged {
-            " (with the signatures the destination had)"
+            },
+        };
+        self.copy_blobs_of(m.clone()).await?;
+        dst.reg
+            .push_manifest(dst.repo, tag, &m.media_type, bytes)
+            .await?;
+        info(if merged {
+            format!("  merged {tag} (with the signatures the destination had)")
         } else {
-            ""
-        }
-    ));
-    tally.legacy_written.push(tag.to_string());
-    tally.legacy_merged += usize::from(merged);
-    Ok(())
-}
+            format!("  copied {tag}")
+        });
+        self.tally.legacy_written.push(tag.to_string());
+        self.tally.legacy_merged += usize::from(merged);
+        Ok(())
+    }
 
-/// One referrer: its blobs (and child manifests, for an index), then the
-/// manifest as a referrer of `subject`.
-async fn copy_referrer(
-    src: &Side<'_>,
-    dst: &Side<'_>,
-    subject: &Digest,
-    r: &Referrer,
-    dst_store: Option<ReferrersStore>,
-    parallel: usize,
-    tally: &mut CarryTally,
-) -> Result<(), Error> {
-    let d = r.digest.to_string();
-    let m = src.reg.manifest(src.repo, &d).await?.ok_or_else(|| {
-        Error::Index(format!(
-            "the source lists {d} as a referrer of {subject}, but {} does not have it",
-            src.repo
-        ))
-    })?;
-    copy_blobs_of(src, dst, m.clone(), parallel, tally).await?;
-    dst.reg
-        .push_referrer_to(dst.repo, &m.media_type, m.bytes, subject, dst_store)
-        .await?;
-    info(format!(
-        "  referrer {} ({}) of {}",
-        short(&r.digest),
-        r.artifact_type.as_deref().unwrap_or(&r.media_type),
-        short(subject)
-    ));
-    tally.referrers_copied += 1;
-    Ok(())
-}
+    /// One referrer: its blobs (and child manifests, for an index), then
+    /// the manifest as a referrer of `subject`.
+    async fn referrer(
+        &mut self,
+        subject: &Digest,
+        r: &Referrer,
+        dst_store: ReferrersStore,
+    ) -> Result<(), Error> {
+        let (src, dst) = (self.src, self.dst);
+        let d = r.digest.to_string();
+        let m = src.reg.manifest(src.repo, &d).await?.ok_or_else(|| {
+            Error::Index(format!(
+                "the source lists {d} as a referrer of {subject}, but {} does not have it",
+                src.repo
+            ))
+        })?;
+        self.copy_blobs_of(m.clone()).await?;
+        dst.reg
+            .push_referrer_to(dst.repo, &m.media_type, m.bytes, subject, Some(dst_store))
+            .await?;
+        info(format!(
+            "  referrer {} ({}) of {}",
+            short(&r.digest),
+            r.artifact_type.as_deref().unwrap_or(&r.media_type),
+            short(subject)
+        ));
+        self.tally.referrers_copied += 1;
+        Ok(())
+    }
 
-/// The blobs of `m` and, for an index, its child manifests (pushed by
-/// digest when DST lacks them); `m` itself is left to the caller.
-async fn copy_blobs_of(
-    src: &Side<'_>,
-    dst: &Side<'_>,
-    m: Manifest,
-    parallel: usize,
-    tally: &mut CarryTally,
-) -> Result<(), Error> {
-    let top = m.digest.clone();
-    let nodes = collect(src.reg, src.repo, m, parallel).await?;
-    let mut seen = HashSet::new();
-    let mut blobs: Vec<Descriptor> = Vec::new();
-    for n in &nodes {
-        if let Contents::Image { config, layers } = &n.contents {
-            for b in std::iter::once(config).chain(layers) {
-                if !is_foreign(&b.media_type) && seen.insert(b.digest.clone()) {
-                    blobs.push(b.clone());
+    /// The blobs of `m` and, for an index, its child manifests (pushed by
+    /// digest when DST lacks them); `m` itself is left to the caller.
+    async fn copy_blobs_of(&mut self, m: Manifest) -> Result<(), Error> {
+        let (src, dst) = (self.src, self.dst);
+        let top = m.digest.clone();
+        let nodes = collect(src.reg, src.repo, m, self.parallel).await?;
+        let mut blobs: Vec<Descriptor> = Vec::new();
+        for n in &nodes {
+            if let Contents::Image { config, layers } = &n.contents {
+                for b in std::iter::once(config).chain(layers) {
+                    if !is_foreign(&b.media_type) && self.blobs_at_dst.insert(b.digest.clone()) {
+                        blobs.push(b.clone());
+                    }
                 }
             }
         }
-    }
-    let results: Vec<BlobCopy> = stream::iter(blobs)
-        .map(|b| async move {
-            Ok::<_, Error>(dst.reg.copy_blob(dst.repo, src.reg, src.repo, &b).await?)
-        })
-        .buffer_unordered(parallel)
-        .try_collect()
-        .await?;
-    for r in results {
-        tally.blobs.add(&r);
-    }
-    for n in nodes.iter().filter(|n| n.manifest.digest != top) {
-        let d = n.manifest.digest.to_string();
-        if dst.reg.manifest_head(dst.repo, &d).await?.is_none() {
-            dst.reg.push_manifest_raw(dst.repo, &d, &n.manifest).await?;
+        let results: Vec<BlobCopy> = stream::iter(blobs)
+            .map(|b| async move {
+                Ok::<_, Error>(dst.reg.copy_blob(dst.repo, src.reg, src.repo, &b).await?)
+            })
+            .buffer_unordered(self.parallel)
+            .try_collect()
+            .await?;
+        for r in results {
+            self.tally.blobs.add(&r);
         }
+        for n in nodes.iter().filter(|n| n.manifest.digest != top) {
+            let d = n.manifest.digest.to_string();
+            if dst.reg.manifest_head(dst.repo, &d).await?.is_none() {
+                dst.reg.push_manifest_raw(dst.repo, &d, &n.manifest).await?;
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// A legacy signature manifest (an OCI image manifest whose layers are

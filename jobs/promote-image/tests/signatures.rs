@@ -95,8 +95,9 @@ async fn artifact(
 
 /// What [`plant`] put at SRC.
 struct Planted {
-    sig: Digest,
-    att: Digest,
+    /// The tags `.sig` and `.att` of the index and `.sig` of the platform
+    /// manifest, with their digests.
+    legacy: Vec<(String, Digest)>,
     /// Referrer of the index.
     a: Digest,
     /// Referrer of the first platform manifest.
@@ -106,14 +107,19 @@ struct Planted {
     platform: Digest,
 }
 
-/// `.sig` and `.att` tags of the index, a bundle-typed referrer of the
+/// `.sig` and `.att` tags of the index, a `.sig` tag of a platform manifest
+/// (`cosign sign --recursive`), a bundle-typed referrer of the
 /// index, an SBOM referrer of a platform manifest and a referrer of that
 /// SBOM.
 async fn plant(c: &Registry, repo: &str, img: &TestImage) -> Planted {
     let top: Digest = img.digest.parse().unwrap();
     let platform: Digest = img.manifests[0].1.digest.parse().unwrap();
     let mut legacy = Vec::new();
-    for (suffix, kind) in [(".sig", "simplesigning"), (".att", "dsse")] {
+    for (subject, suffix, kind) in [
+        (&top, ".sig", "simplesigning"),
+        (&top, ".att", "dsse"),
+        (&platform, ".sig", "simplesigning"),
+    ] {
         let config_bytes = format!("{{\"kind\":\"{kind}\"}}").into_bytes();
         let config_len = config_bytes.len();
         let config = c.push_blob(repo, config_bytes).await.unwrap();
@@ -127,8 +133,9 @@ async fn plant(c: &Registry, repo: &str, img: &TestImage) -> Planted {
                         "annotations": {"dev.cosignproject.cosign/signature": "MEUCIQ"}}],
         }))
         .unwrap();
-        let tag = format!("{}{suffix}", referrers_tag(&top));
-        legacy.push(c.push_manifest(repo, &tag, OCI_MANIFEST, m).await.unwrap());
+        let tag = format!("{}{suffix}", referrers_tag(subject));
+        let d = c.push_manifest(repo, &tag, OCI_MANIFEST, m).await.unwrap();
+        legacy.push((tag, d));
     }
     let a = artifact(c, repo, &top, BUNDLE, "a").await;
     let a = c.push_referrer(repo, OCI_MANIFEST, a, &top).await.unwrap();
@@ -140,8 +147,7 @@ async fn plant(c: &Registry, repo: &str, img: &TestImage) -> Planted {
     let cc = artifact(c, repo, &b, BUNDLE, "c").await;
     let cc = c.push_referrer(repo, OCI_MANIFEST, cc, &b).await.unwrap();
     Planted {
-        sig: legacy[0].clone(),
-        att: legacy[1].clone(),
+        legacy,
         a,
         b,
         c: cc,
@@ -198,22 +204,21 @@ fn carries_sig_att_tags_and_referrers_between_both_kinds_and_rerun_writes_nothin
         );
         assert!(
             r.stderr
-                .contains("2 tag(s) written, 0 unchanged; 3 referrer(s) copied, 0 already there"),
+                .contains("3 tag(s) written, 0 unchanged; 3 referrer(s) copied, 0 already there"),
             "{pair}: {}",
             r.stderr
         );
         let (with, without) = (gw.requests(), gw_base.requests());
         eprintln!(
-            "{pair}: first promotion {} requests at DST with signatures, {} without: {:.1} extra per carried artifact (5 carried)",
+            "{pair}: first promotion {} requests at DST with signatures, {} without: {:.1} extra per carried artifact (6 carried)",
             with.len(),
             without.len(),
-            (with.len() - without.len()) as f64 / 5.0
+            (with.len() - without.len()) as f64 / 6.0
         );
 
         // At DST: the same tags, the same referrers of the same subjects.
         let d = client(&dst.host());
-        for (suffix, want) in [(".sig", &planted.sig), (".att", &planted.att)] {
-            let tag = format!("{}{suffix}", referrers_tag(&top));
+        for (tag, want) in &planted.legacy {
             let got = skopeo_raw(&format!("{}/prod/app:{tag}", dst.host()), None);
             assert_eq!(registry::sha256(&got), *want, "{pair}: {tag}");
         }
@@ -262,7 +267,7 @@ fn carries_sig_att_tags_and_referrers_between_both_kinds_and_rerun_writes_nothin
         );
         assert!(
             r.stderr
-                .contains("0 tag(s) written, 2 unchanged; 0 referrer(s) copied, 3 already there"),
+                .contains("0 tag(s) written, 3 unchanged; 0 referrer(s) copied, 3 already there"),
             "{pair}: {}",
             r.stderr
         );
