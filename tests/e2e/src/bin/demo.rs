@@ -50,7 +50,9 @@ fn main() {
     let scan_env = flow.artifacts("scan-image").join("scan-image.env");
     let scan_counts: Vec<String> = e2e::flow::dotenv(&scan_env)
         .into_iter()
-        .filter(|(k, _)| k == "SCAN_TOTAL" || k == "SCAN_GATE" || k == "SCAN_FAIL_ON")
+        .filter(|(k, _)| {
+            ["SCAN_TOTAL", "SCAN_SUPPRESSED", "SCAN_GATE", "SCAN_FAIL_ON"].contains(&k.as_str())
+        })
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     println!(
