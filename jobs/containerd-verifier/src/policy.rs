@@ -95,7 +95,7 @@ pub struct Scope {
     pub name: String,
     matchers: Vec<GlobMatcher>,
     /// The keys, or why this scope refuses every pull it matches.
-    pub keys: Result<Vec<ScopeKey>, String>,
+    pub keys: Result<Vec<ScopeKey>, ScopeError>,
 }
 
 impl Scope {
@@ -127,29 +127,68 @@ pub enum PolicyError {
     Malformed { path: PathBuf, reason: String },
 }
 
+/// Why one scope refuses every pull it matches.
+#[derive(Debug, thiserror::Error)]
+pub enum ScopeError {
+    #[error("policy scope {scope:?} lists no keys")]
+    NoKeys { scope: String },
+    #[error("policy scope {scope:?}: cannot read key {}: {source}", path.display())]
+    ReadKey {
+        scope: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("policy scope {scope:?}: {source}")]
+    Key {
+        scope: String,
+        #[source]
+        source: sign_image::keys::KeyError,
+    },
+    #[error(
+        "policy {} scope {scope:?} is malformed ({reason}); every image it matches is refused",
+        path.display()
+    )]
+    Malformed {
+        path: PathBuf,
+        scope: String,
+        reason: String,
+    },
+}
+
 fn glob(pattern: &str) -> Result<GlobMatcher, globset::Error> {
     let g: Glob = GlobBuilder::new(pattern).literal_separator(true).build()?;
     Ok(g.compile_matcher())
 }
 
-fn duration(field: &str, s: &str) -> Result<Duration, String> {
-    let d = kit::duration::parse(s).map_err(|e| format!("{field}: {e}"))?;
+fn duration(path: &Path, field: &str, s: &str) -> Result<Duration, PolicyError> {
+    let malformed = |reason: String| PolicyError::Malformed {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let d = kit::duration::parse(s).map_err(|e| malformed(format!("{field}: {e}")))?;
     if d.is_zero() {
-        return Err(format!("{field} must be more than 0"));
+        return Err(malformed(format!("{field} must be more than 0")));
     }
     Ok(d)
 }
 
-fn load_key(base: &Path, path: &Path) -> Result<ScopeKey, String> {
+fn load_key(scope: &str, base: &Path, path: &Path) -> Result<ScopeKey, ScopeError> {
     let full = if path.is_relative() {
         base.join(path)
     } else {
         path.to_path_buf()
     };
-    let bytes =
-        std::fs::read(&full).map_err(|e| format!("cannot read key {}: {e}", full.display()))?;
+    let bytes = std::fs::read(&full).map_err(|source| ScopeError::ReadKey {
+        scope: scope.to_string(),
+        path: full.clone(),
+        source,
+    })?;
     let origin = full.display().to_string();
-    let key = PublicKey::from_pem(&bytes, &origin).map_err(|e| e.to_string())?;
+    let key = PublicKey::from_pem(&bytes, &origin).map_err(|source| ScopeError::Key {
+        scope: scope.to_string(),
+        source,
+    })?;
     Ok(ScopeKey {
         path: full,
         fingerprint: key.fingerprint(),
@@ -176,44 +215,45 @@ impl Policy {
         };
         let raw: RawPolicy = serde_yaml_ng::from_str(text).map_err(|e| malformed(e.to_string()))?;
         let timeout = match &raw.timeout {
-            Some(t) => duration("timeout", t).map_err(malformed)?,
+            Some(t) => duration(path, "timeout", t)?,
             None => DEFAULT_TIMEOUT,
         };
         let max_age = match &raw.cache.max_age {
-            Some(t) => duration("cache.max_age", t).map_err(malformed)?,
+            Some(t) => duration(path, "cache.max_age", t)?,
             None => DEFAULT_MAX_AGE,
         };
         let mut scopes = Vec::new();
         for (i, value) in raw.scopes.into_iter().enumerate() {
             let label =
                 |name: &Option<String>| name.clone().unwrap_or_else(|| format!("scopes[{i}]"));
-            let (name, repositories, keys) = match serde_yaml_ng::from_value::<RawScope>(
-                value.clone(),
-            ) {
-                Ok(s) => {
-                    let name = label(&s.name);
-                    let keys = if s.keys.is_empty() {
-                        Err(format!("policy scope {name:?} lists no keys"))
-                    } else {
-                        s.keys
-                            .iter()
-                            .map(|k| load_key(base, k))
-                            .collect::<Result<Vec<_>, _>>()
-                            .map_err(|e| format!("policy scope {name:?}: {e}"))
-                    };
-                    (name, s.repositories, keys)
-                }
-                Err(strict) => {
-                    let lenient: ScopeRepositories = serde_yaml_ng::from_value(value)
-                        .map_err(|e| malformed(format!("scopes[{i}]: {e}")))?;
-                    let name = label(&lenient.name);
-                    let why = format!(
-                        "policy {} scope {name:?} is malformed ({strict}); every image it matches is refused",
-                        path.display()
-                    );
-                    (name, lenient.repositories, Err(why))
-                }
-            };
+            let (name, repositories, keys) =
+                match serde_yaml_ng::from_value::<RawScope>(value.clone()) {
+                    Ok(s) => {
+                        let name = label(&s.name);
+                        let keys = if s.keys.is_empty() {
+                            Err(ScopeError::NoKeys {
+                                scope: name.clone(),
+                            })
+                        } else {
+                            s.keys
+                                .iter()
+                                .map(|k| load_key(&name, base, k))
+                                .collect::<Result<Vec<_>, _>>()
+                        };
+                        (name, s.repositories, keys)
+                    }
+                    Err(strict) => {
+                        let lenient: ScopeRepositories = serde_yaml_ng::from_value(value)
+                            .map_err(|e| malformed(format!("scopes[{i}]: {e}")))?;
+                        let name = label(&lenient.name);
+                        let why = ScopeError::Malformed {
+                            path: path.to_path_buf(),
+                            scope: name.clone(),
+                            reason: strict.to_string(),
+                        };
+                        (name, lenient.repositories, Err(why))
+                    }
+                };
             if repositories.is_empty() {
                 return Err(malformed(format!("scope {name:?} lists no repositories")));
             }
@@ -303,7 +343,11 @@ mod tests {
         .unwrap();
         assert_eq!(p.unmatched, Unmatched::Deny);
         assert_eq!(p.timeout, Duration::from_secs(3));
-        let e = p.scopes_for("r.example/a")[0].keys.as_ref().unwrap_err();
+        let e = p.scopes_for("r.example/a")[0]
+            .keys
+            .as_ref()
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("scope \"typo\" is malformed") && e.contains("unknown field `key`"),
             "{e}"
@@ -341,7 +385,7 @@ mod tests {
             "scopes: [{name: s, repositories: ['r/a'], keys: [gone.pub]}]\n",
         )
         .unwrap();
-        let e = p.scopes[0].keys.as_ref().unwrap_err();
+        let e = p.scopes[0].keys.as_ref().unwrap_err().to_string();
         assert!(
             e.contains("cannot read key") && e.contains("gone.pub"),
             "{e}"

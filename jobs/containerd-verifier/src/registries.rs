@@ -220,9 +220,20 @@ impl RegistriesYaml {
     }
 }
 
-fn credentials(a: &Auth) -> Result<Option<Credentials>, String> {
+/// Why a `configs.<host>.auth` entry cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("identity_token is not supported")]
+    IdentityToken,
+    #[error("auth is not base64 of user:password")]
+    NotUserPassword,
+    #[error("username and password go together")]
+    Unpaired,
+}
+
+fn credentials(a: &Auth) -> Result<Option<Credentials>, AuthError> {
     if a.identity_token.is_some() {
-        return Err("identity_token is not supported".into());
+        return Err(AuthError::IdentityToken);
     }
     if let (Some(u), Some(p)) = (&a.username, &a.password) {
         return Ok(Some(Credentials::new(u.clone(), p.clone())));
@@ -230,15 +241,13 @@ fn credentials(a: &Auth) -> Result<Option<Credentials>, String> {
     if let Some(auth) = &a.auth {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(auth.trim())
-            .map_err(|_| "auth is not base64".to_string())?;
-        let text = String::from_utf8(bytes).map_err(|_| "auth is not base64 of user:password")?;
-        let (u, p) = text
-            .split_once(':')
-            .ok_or("auth is not base64 of user:password")?;
+            .map_err(|_| AuthError::NotUserPassword)?;
+        let text = String::from_utf8(bytes).map_err(|_| AuthError::NotUserPassword)?;
+        let (u, p) = text.split_once(':').ok_or(AuthError::NotUserPassword)?;
         return Ok(Some(Credentials::new(u, p)));
     }
     if a.username.is_some() != a.password.is_some() {
-        return Err("username and password go together".into());
+        return Err(AuthError::Unpaired);
     }
     Ok(None)
 }

@@ -1,6 +1,8 @@
 //! The work: which scopes the image falls in, the cache, then the
 //! signatures through each endpoint the node pulls from
-//! (`sign_image::ops::verify`, one call per endpoint and key).
+//! (`sign_image::ops::verify`, one call per endpoint with all of a scope's
+//! keys; both signature formats sign-image reads: the `.sig` tag and cosign 3
+//! bundles as OCI referrers).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -103,7 +105,7 @@ pub async fn run(cfg: Config, env: &dyn Env) -> Result<Verdict, Error> {
         let known: Vec<String> = cfg.policy.fingerprints().into_keys().collect();
         for (s, keys) in to_verify {
             match verify_scope(&cfg, s, keys, &endpoints, env).await? {
-                Ok(key) => {
+                ScopeVerdict::Verified(key) => {
                     allowed.push(format!(
                         "scope {:?}: key {} ({})",
                         s.name,
@@ -128,7 +130,7 @@ pub async fn run(cfg: Config, env: &dyn Env) -> Result<Verdict, Error> {
                         }
                     }
                 }
-                Err(why) => return Ok(Verdict::Refused(why)),
+                ScopeVerdict::Refused(why) => return Ok(Verdict::Refused(why)),
             }
         }
     }
@@ -157,7 +159,14 @@ fn client_options(ep: &Endpoint, timeout: Duration) -> registry::ClientOptions {
     o
 }
 
-/// Inner `Ok`: the key that verified. Inner `Err`: the refusal line.
+/// What one scope says about the image.
+enum ScopeVerdict<'k> {
+    /// This key's signature verified.
+    Verified(&'k ScopeKey),
+    /// The refusal line.
+    Refused(String),
+}
+
 /// Outer `Err`: no endpoint could be read and none refused.
 async fn verify_scope<'k>(
     cfg: &Config,
@@ -165,7 +174,7 @@ async fn verify_scope<'k>(
     keys: &'k [ScopeKey],
     endpoints: &[Endpoint],
     env: &dyn Env,
-) -> Result<Result<&'k ScopeKey, String>, Error> {
+) -> Result<ScopeVerdict<'k>, Error> {
     let pinned = format!("{}@{}", cfg.repository(), cfg.digest);
     let original = Repository::of(&cfg.image);
     let mut refusals: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -190,47 +199,55 @@ async fn verify_scope<'k>(
             base: env,
             ca_file: ep.ca_file.as_ref().map(|p| p.display().to_string()),
         };
-        for key in keys {
-            let vcfg = VerifyConfig {
-                image: at.clone(),
-                keys: vec![VerifyKey {
-                    key: key.key.clone(),
-                    origin: key.path.display().to_string(),
-                }],
-                annotations: BTreeMap::new(),
-                identity: identity.clone(),
-                registry: RegistryConfig {
-                    client: client_options(ep, cfg.policy.timeout),
-                    credentials: ep.credentials.clone(),
-                    platform: None,
-                    timeout: None,
-                },
-            };
-            match sign_image::ops::verify(&vcfg, &endpoint_env).await {
-                Ok(report) => match report.refusal {
-                    None => return Ok(Ok(key)),
-                    Some(r) => refusals
-                        .entry(ep.host.clone())
-                        .or_default()
-                        .push(r.to_string()),
-                },
-                Err(e) => {
-                    kit::joblog::warn(format!("{}: {}", ep.host, kit::job::cause_line(&e)));
-                    failure.get_or_insert(Error::Registry {
-                        repository: cfg.repository(),
-                        digest: cfg.digest.to_string(),
-                        endpoint: ep.host.clone(),
-                        source: Box::new(e),
-                    });
-                    // The endpoint is down: the next key would fail the same way.
-                    break;
+        // All of the scope's keys in one pass: any one verifies (rotation).
+        let vcfg = VerifyConfig {
+            image: at.clone(),
+            keys: keys
+                .iter()
+                .map(|k| VerifyKey {
+                    key: k.key.clone(),
+                    origin: k.path.display().to_string(),
+                })
+                .collect(),
+            annotations: BTreeMap::new(),
+            identity: identity.clone(),
+            registry: RegistryConfig {
+                client: client_options(ep, cfg.policy.timeout),
+                credentials: ep.credentials.clone(),
+                platform: None,
+                timeout: None,
+            },
+        };
+        match sign_image::ops::verify(&vcfg, &endpoint_env).await {
+            Ok(report) => match report.refusal {
+                None => {
+                    let by = report
+                        .verified
+                        .first()
+                        .and_then(|v| keys.iter().find(|k| k.fingerprint == v.key_fingerprint));
+                    if let Some(key) = by {
+                        return Ok(ScopeVerdict::Verified(key));
+                    }
                 }
+                Some(r) => refusals
+                    .entry(ep.host.clone())
+                    .or_default()
+                    .push(r.to_string()),
+            },
+            Err(e) => {
+                kit::joblog::warn(format!("{}: {}", ep.host, kit::job::cause_line(&e)));
+                failure.get_or_insert(Error::Registry {
+                    repository: cfg.repository(),
+                    digest: cfg.digest.to_string(),
+                    endpoint: ep.host.clone(),
+                    source: Box::new(e),
+                });
             }
         }
     }
     if !refusals.is_empty() {
         let reasons: Vec<String> = refusals.into_values().flatten().collect();
-        return Ok(Err(format!(
+        return Ok(ScopeVerdict::Refused(format!(
             "{pinned}: no signature valid for scope {:?} ({} key(s)): {}",
             scope.name,
             keys.len(),
@@ -240,7 +257,7 @@ async fn verify_scope<'k>(
     if let Some(e) = failure {
         return Err(e);
     }
-    Ok(Err(format!(
+    Ok(ScopeVerdict::Refused(format!(
         "{pinned}: no endpoint to read signatures from: {}",
         skipped.join("; ")
     )))
