@@ -55,18 +55,13 @@ impl Config {
                 tags.push(t.to_string());
             }
         }
-        let src_credentials = Credentials::from_pair(
-            a.src_username.as_deref(),
-            a.src_password.as_ref(),
-            "--src-username",
-            "--src-password",
-        )?;
-        let dst_credentials = Credentials::from_pair(
-            a.dst_username.as_deref(),
-            a.dst_password.as_ref(),
-            "--dst-username",
-            "--dst-password",
-        )?;
+        // `--src-username`/`--src-password`, `--dst-…`: both or neither.
+        let login = |side: &str, user: &Option<String>, password| {
+            let (u, p) = (format!("--{side}-username"), format!("--{side}-password"));
+            Credentials::from_pair(user.as_deref(), password, &u, &p)
+        };
+        let src_credentials = login("src", &a.src_username, a.src_password.as_ref())?;
+        let dst_credentials = login("dst", &a.dst_username, a.dst_password.as_ref())?;
         let request_timeout = kit::duration::parse(&a.request_timeout).map_err(|e| {
             UsageError::with_source(format!("--request-timeout {:?}", a.request_timeout), e)
         })?;

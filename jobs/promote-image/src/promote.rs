@@ -89,20 +89,15 @@ pub async fn promote(o: &Config, env: &dyn Env) -> Result<Report, Error> {
     };
     // REGISTRY_USER/REGISTRY_PASSWORD serve the host they are bound to;
     // unbound, the source only: never the destination by default.
-    let src_creds = credentials_for_with(
-        "source",
-        &src.registry,
-        o.src_credentials.clone(),
-        env,
-        RegistryEnv::DefaultRegistry,
-    )?;
-    let dst_creds = credentials_for_with(
-        "destination",
-        &dst.registry,
-        o.dst_credentials.clone(),
-        env,
-        RegistryEnv::OnlyWhenBound,
-    )?;
+    use RegistryEnv::{DefaultRegistry, OnlyWhenBound};
+    let [src_creds, dst_creds] = [
+        ("source", src, &o.src_credentials, DefaultRegistry),
+        ("destination", dst, &o.dst_credentials, OnlyWhenBound),
+    ]
+    .map(|(side, image, given, rule)| {
+        credentials_for_with(side, &image.registry, given.clone(), env, rule)
+    });
+    let (src_creds, dst_creds) = (src_creds?, dst_creds?);
     let same_login = src.registry == dst.registry && same_credentials(&src_creds, &dst_creds);
     let src_reg =
         Registry::for_image(src, src_creds, &client_opts, env).map_err(registry::Error::from)?;
