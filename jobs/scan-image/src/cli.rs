@@ -202,6 +202,55 @@ pub struct Args {
     #[arg(long, env = "TRIVY_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
 
+    /// Post one note on the merge request (GitLab Free has no security
+    /// widget): the gate verdict, counts by severity, new and fixed findings
+    /// against the target branch's last report, the worst findings with
+    /// their fixed versions. A re-run edits its note. Needs
+    /// SCAN_IMAGE_GITLAB_TOKEN; outside a merge-request pipeline
+    /// (CI_MERGE_REQUEST_IID unset) nothing is posted.
+    #[arg(long, env = "SCAN_MR_NOTE")]
+    pub mr_note: bool,
+
+    /// Token for --mr-note: a project access token with the api scope and
+    /// at least the Reporter role (CI_JOB_TOKEN cannot write notes).
+    #[arg(
+        long,
+        env = "SCAN_IMAGE_GITLAB_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub gitlab_token: Option<Secret>,
+
+    /// GitLab's API URL for --mr-note (GitLab sets it).
+    #[arg(long, env = "CI_API_V4_URL", value_name = "URL")]
+    pub gitlab_api_url: Option<String>,
+
+    /// The project for --mr-note, id or path (GitLab sets it).
+    #[arg(long, env = "CI_PROJECT_ID", value_name = "ID")]
+    pub project_id: Option<String>,
+
+    /// The merge request --mr-note writes on (GitLab sets it in merge-request pipelines).
+    #[arg(long, env = "CI_MERGE_REQUEST_IID", value_name = "IID")]
+    pub merge_request_iid: Option<String>,
+
+    /// Branch whose last report is the baseline of --mr-note (GitLab sets it).
+    #[arg(
+        long,
+        env = "CI_MERGE_REQUEST_TARGET_BRANCH_NAME",
+        value_name = "BRANCH"
+    )]
+    pub target_branch: Option<String>,
+
+    /// Job on the target branch whose GitLab report (same file name as
+    /// --gitlab-report) is the baseline [default: CI_JOB_NAME, this job's name].
+    #[arg(long, env = "SCAN_BASELINE_JOB", value_name = "JOB")]
+    pub baseline_job: Option<String>,
+
+    /// The baseline for --mr-note as a file (a GitLab container-scanning
+    /// report) instead of the target branch's last one.
+    #[arg(long, env = "SCAN_BASELINE", value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+
     /// The trivy executable.
     #[arg(long, env = "SCAN_TRIVY", value_name = "PATH", default_value = "trivy")]
     pub trivy: PathBuf,

@@ -19,6 +19,7 @@ use crate::platforms::{Platforms, check_platform};
 use crate::severity::{FailOn, Severity};
 use crate::suppress::{Allowlist, IgnoreRules, Suppressions};
 use crate::trivy::report;
+use kit::secret::Secret;
 
 /// trivy v0.74's default vulnerability DB repositories (`--db-repository`).
 pub const DEFAULT_DB_REPOSITORIES: [&str; 2] = [
@@ -47,6 +48,36 @@ pub struct Config {
     pub timeout: Duration,
     /// The trivy executable (absolute when given as a path).
     pub trivy: PathBuf,
+    /// `--mr-note` in a merge-request pipeline.
+    pub mr_note: Option<MrNote>,
+}
+
+/// Where and how the merge-request note is posted.
+#[derive(Debug)]
+pub struct MrNote {
+    pub api_url: String,
+    pub project: String,
+    pub iid: u64,
+    pub token: Secret,
+    /// The first line of the note: how a re-run finds it.
+    pub marker: String,
+    pub baseline: BaselineSource,
+    pub job_url: Option<String>,
+}
+
+/// What the note compares with.
+#[derive(Debug)]
+pub enum BaselineSource {
+    /// `--baseline FILE`, read (checked to be a report when the run starts).
+    File { path: PathBuf, bytes: Vec<u8> },
+    /// The last `artifact` of `job` on `branch` (job artifacts API).
+    Artifact {
+        branch: String,
+        job: String,
+        artifact: String,
+    },
+    /// Neither a file nor a target branch and job to ask for.
+    None(String),
 }
 
 /// Where the findings come from.
@@ -215,7 +246,9 @@ impl Config {
                 .to_string(),
             ));
         }
+        let mr_note = mr_note(&args, env)?;
         Ok(Config {
+            mr_note,
             image,
             source,
             outputs,
@@ -240,6 +273,129 @@ fn non_empty(v: &[String]) -> Vec<String> {
 fn absolute(p: &Path) -> Result<PathBuf, UsageError> {
     std::path::absolute(p)
         .map_err(|e| UsageError::with_source(format!("cannot resolve {}", p.display()), e))
+}
+
+/// `--mr-note`: every input checked before anything runs. `None` outside a
+/// merge-request pipeline (said in the log).
+fn mr_note(args: &Args, env: &dyn Env) -> Result<Option<MrNote>, UsageError> {
+    let given = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    // Read here (exit 2 when unreadable); checked to be a report when the
+    // run starts, so that a bad one still gets a failure report written.
+    let baseline_file = match &args.baseline {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| {
+                UsageError::with_source(
+                    format!("--baseline (SCAN_BASELINE): cannot read {}", path.display()),
+                    e,
+                )
+            })?;
+            Some((path.clone(), bytes))
+        }
+        None => None,
+    };
+    if !args.mr_note {
+        if args.baseline.is_some() {
+            joblog::warn(
+                "--baseline (SCAN_BASELINE) is what --mr-note compares with; without --mr-note it is not used",
+            );
+        }
+        return Ok(None);
+    }
+    let token = match args
+        .gitlab_token
+        .as_ref()
+        .filter(|t| !t.expose().trim().is_empty())
+    {
+        Some(t) => t.clone(),
+        None if env.var("CI_JOB_TOKEN").is_some_and(|t| !t.is_empty()) => {
+            return Err(UsageError::new(
+                "--mr-note (SCAN_MR_NOTE): CI_JOB_TOKEN cannot write merge-request notes; set SCAN_IMAGE_GITLAB_TOKEN to a project access token with the api scope and at least the Reporter role (a masked, protected CI/CD variable)",
+            ));
+        }
+        None => {
+            return Err(UsageError::new(
+                "--mr-note (SCAN_MR_NOTE) needs SCAN_IMAGE_GITLAB_TOKEN: a project access token with the api scope and at least the Reporter role",
+            ));
+        }
+    };
+    let Some(iid) = given(&args.merge_request_iid) else {
+        joblog::info(
+            "--mr-note: not a merge-request pipeline (CI_MERGE_REQUEST_IID is not set); no note is posted",
+        );
+        return Ok(None);
+    };
+    let iid: u64 = iid.parse().map_err(|_| {
+        UsageError::new(format!(
+            "--merge-request-iid (CI_MERGE_REQUEST_IID): {iid:?} is not a merge-request number"
+        ))
+    })?;
+    let api_url = given(&args.gitlab_api_url)
+        .ok_or_else(|| UsageError::new("--mr-note needs --gitlab-api-url (CI_API_V4_URL)"))?;
+    match url::Url::parse(&api_url) {
+        Ok(u) if matches!(u.scheme(), "https" | "http") && u.host().is_some() => {}
+        _ => {
+            return Err(UsageError::new(format!(
+                "--gitlab-api-url (CI_API_V4_URL): {:?} is not an http(s) URL",
+                kit::secret::redact_url_credentials(&api_url)
+            )));
+        }
+    }
+    let project = given(&args.project_id)
+        .ok_or_else(|| UsageError::new("--mr-note needs --project-id (CI_PROJECT_ID)"))?;
+    let job_name = env.var("CI_JOB_NAME").filter(|j| !j.is_empty());
+    let baseline = match baseline_file {
+        Some((path, bytes)) => BaselineSource::File { path, bytes },
+        None => match (
+            given(&args.target_branch),
+            given(&args.baseline_job).or(job_name.clone()),
+        ) {
+            (Some(branch), Some(job)) => BaselineSource::Artifact {
+                branch,
+                job,
+                artifact: args.gitlab_report.display().to_string(),
+            },
+            (None, _) => BaselineSource::None(
+                "no target branch (CI_MERGE_REQUEST_TARGET_BRANCH_NAME) to compare with".into(),
+            ),
+            (_, None) => BaselineSource::None(
+                "no job to take the target branch's report from (SCAN_BASELINE_JOB, CI_JOB_NAME)"
+                    .into(),
+            ),
+        },
+    };
+    // One note per scan job: the marker names the job (an HTML comment,
+    // so `--` is kept out of it).
+    let who: String = job_name
+        .unwrap_or_else(|| "scan-image".into())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ' ' | ':' | '/' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut who = who;
+    while who.contains("--") {
+        who = who.replace("--", "-");
+    }
+    Ok(Some(MrNote {
+        api_url,
+        project,
+        iid,
+        token,
+        marker: format!("<!-- secdeliv scan-image note: {who} -->"),
+        baseline,
+        job_url: env
+            .var("CI_JOB_URL")
+            .filter(|u| u.starts_with("https://") || u.starts_with("http://")),
+    }))
 }
 
 /// Whether `program` (a path, or a name looked up in the job's PATH, as

@@ -90,6 +90,23 @@ pub enum Error {
     #[error(transparent)]
     Sbom(#[from] crate::sbom::NotCycloneDx),
 
+    /// `--baseline FILE` is not a GitLab container-scanning report (exit 2).
+    #[error("--baseline (SCAN_BASELINE): {} is {source}", path.display())]
+    Baseline {
+        path: PathBuf,
+        #[source]
+        source: crate::mr_note::NotAReport,
+    },
+
+    /// A GitLab API call of `--mr-note` failed (after retries). The scan's
+    /// reports and dotenv are written before.
+    #[error("{what}")]
+    Gitlab {
+        what: String,
+        #[source]
+        source: kit::api::ApiError,
+    },
+
     /// A local file (report, dotenv, SBOM) could not be written; kit's
     /// errors carry their own exit kind.
     #[error(transparent)]
@@ -108,8 +125,9 @@ impl Failure for Error {
             | Error::ReadOutput { .. } => ExitKind::Remote,
             Error::TrivyTimeout { .. } => ExitKind::Timeout,
             Error::Registry(e) => e.exit_kind(),
-            Error::UnknownPlatform(_) => ExitKind::Usage,
+            Error::UnknownPlatform(_) | Error::Baseline { .. } => ExitKind::Usage,
             Error::NoPlatform { .. } | Error::Sbom(_) => ExitKind::Remote,
+            Error::Gitlab { source, .. } => kit::job::Failure::exit_kind(source),
             Error::Kit(e) => e.kind,
         }
     }

@@ -9,6 +9,8 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod finding;
+pub mod gitlab;
+pub mod mr_note;
 pub mod platforms;
 pub mod report;
 pub mod run;

@@ -11,7 +11,7 @@ use kit::job::Outcome;
 use kit::joblog;
 use time::OffsetDateTime;
 
-use crate::config::{Config, DbSettings, Source, TrivySettings};
+use crate::config::{BaselineSource, Config, DbSettings, MrNote, Source, TrivySettings};
 use crate::error::Error;
 use crate::finding::{Finding, Key};
 use crate::platforms;
@@ -25,6 +25,7 @@ use crate::summary::{Counts, Row, Scanned};
 use crate::suppress::Suppressions;
 use crate::trivy::report::{self, Header, Target, Vulnerability, WalkError};
 use crate::trivy::runner::{self, Sandbox};
+use crate::{gitlab, mr_note};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
     Reported {
@@ -84,6 +85,21 @@ pub struct PlatformReport<'a> {
 /// with `scan.status: failure` and the cause.
 pub async fn run(config: &Config, env: &dyn Env) -> Result<Outcome, Error> {
     let started = OffsetDateTime::now_utc();
+    // A baseline file that is not a report stops the run before the scan.
+    let baseline_file = match config.mr_note.as_ref().map(|n| &n.baseline) {
+        Some(BaselineSource::File { path, bytes }) => match mr_note::GitlabReport::parse(bytes) {
+            Ok(r) => Some(r),
+            Err(source) => {
+                let e = Error::Baseline {
+                    path: path.clone(),
+                    source,
+                };
+                write_failure_report(config, started, &e);
+                return Err(e);
+            }
+        },
+        _ => None,
+    };
     let sandbox = Sandbox::new()?;
     let (reports, from_trivy): (Vec<PlatformReport<'_>>, bool) = match &config.source {
         Source::Recorded { path, bytes } => (
@@ -194,7 +210,117 @@ pub async fn run(config: &Config, env: &dyn Env) -> Result<Outcome, Error> {
         config.severity_threshold,
         &scanned,
     )?;
-    Ok(gate(&counts, config.fail_on))
+    let outcome = gate(&counts, config.fail_on);
+    if let Some(note) = &config.mr_note {
+        post_note(
+            config,
+            note,
+            baseline_file,
+            &ctx.image,
+            &counts,
+            &merge.labels,
+            env,
+        )
+        .await?;
+    }
+    Ok(outcome)
+}
+
+/// The merge-request note: this run's GitLab report (read back as written)
+/// against the baseline, posted once per merge request and scan job; a
+/// re-run edits the note it finds by its marker.
+async fn post_note(
+    config: &Config,
+    note: &MrNote,
+    baseline_file: Option<mr_note::GitlabReport>,
+    image: &str,
+    counts: &Counts,
+    platforms: &[String],
+    env: &dyn Env,
+) -> Result<(), Error> {
+    let gitlab = |what: String| move |source| Error::Gitlab { what, source };
+    let current = std::fs::read(&config.outputs.gitlab_report)
+        .ok()
+        .and_then(|b| mr_note::GitlabReport::parse(&b).ok())
+        .ok_or_else(|| {
+            Error::Kit(kit::JobError::usage(format!(
+                "cannot read back {}",
+                config.outputs.gitlab_report.display()
+            )))
+        })?;
+    let api = gitlab::Api::new(&note.api_url, &note.project, note.token.clone(), env)?;
+    let baseline = match &note.baseline {
+        BaselineSource::File { path, .. } => mr_note::Baseline::Report {
+            what: format!("`{}`", path.display()),
+            report: baseline_file.expect("checked when the run started"),
+        },
+        BaselineSource::None(why) => mr_note::Baseline::Missing(why.clone()),
+        BaselineSource::Artifact {
+            branch,
+            job,
+            artifact,
+        } => {
+            let got = api
+                .last_artifact(branch, artifact, job)
+                .await
+                .map_err(gitlab(format!(
+                    "reading the last {artifact} of job {job} on {branch} (the baseline)"
+                )))?;
+            match got.map(|b| mr_note::GitlabReport::parse(&b)) {
+                Some(Ok(report)) => mr_note::Baseline::Report {
+                    what: format!("`{branch}` (job {job})"),
+                    report,
+                },
+                Some(Err(e)) => {
+                    joblog::warn(format!(
+                        "the last {artifact} of job {job} on {branch} is {e}; the note shows no new/fixed findings"
+                    ));
+                    mr_note::Baseline::Missing(format!(
+                        "the last report of `{branch}` (job {job}) could not be read"
+                    ))
+                }
+                None => mr_note::Baseline::Missing(format!(
+                    "`{branch}` has no report from job {job} yet; every finding is listed below"
+                )),
+            }
+        }
+    };
+    let body = mr_note::render(&mr_note::NoteInput {
+        marker: &note.marker,
+        image,
+        counts,
+        fail_on: config.fail_on,
+        platforms,
+        current: &current,
+        baseline: &baseline,
+        job_url: note.job_url.as_deref(),
+    });
+    let iid = note.iid;
+    let mine = api
+        .notes(iid)
+        .await
+        .map_err(gitlab(format!("listing the notes of merge request !{iid}")))?
+        .into_iter()
+        .find(|n| !n.system && n.body.starts_with(&note.marker));
+    let hint = "(SCAN_IMAGE_GITLAB_TOKEN needs the api scope and at least the Reporter role)";
+    match mine {
+        Some(n) => {
+            api.update_note(iid, n.id, &body)
+                .await
+                .map_err(gitlab(format!(
+                    "editing note {} on merge request !{iid} {hint}",
+                    n.id
+                )))?;
+            joblog::info(format!("merge request !{iid}: note {} edited", n.id));
+        }
+        None => {
+            let n = api.create_note(iid, &body).await.map_err(gitlab(format!(
+                "posting the note on merge request !{iid} {hint}"
+            )))?;
+            joblog::info(format!("merge request !{iid}: note {} posted", n.id));
+        }
+    }
+    Ok(())
 }
 
 /// `--sbom FILE` for one platform: FILE itself when IMAGE is not an index,

@@ -13,6 +13,15 @@
 //! - `PUT /projects/:id/merge_requests/:iid/merge` right after creation → 405
 //!   (GitLab is still checking mergeability) for the first `early_merge_405` calls.
 //! - Auth by `PRIVATE-TOKEN` or `JOB-TOKEN` header; anything else → 401.
+//! - Merge-request notes (`GET|POST /projects/:id/merge_requests/:iid/notes`,
+//!   `PUT …/notes/:note_id`): listed oldest first, paginated (`per_page` ≤ 100,
+//!   `page`, `X-Next-Page`); a token added with [`GitLabSim::add_read_only_token`]
+//!   (a Guest, or a job token) reads but writing a note answers 403
+//!   `{"message":"403 Forbidden"}`; an unknown merge request 404.
+//! - Job artifacts (`GET /projects/:id/jobs/artifacts/:ref_name/raw/*artifact_path?job=NAME`):
+//!   the file of the latest successful job `NAME` on `ref_name` (put there
+//!   with [`Repo::artifacts`]), else 404 `{"message":"404 Not found"}`; `job`
+//!   missing → 400.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -50,6 +59,13 @@ pub struct Repo {
     pub mrs: Vec<MergeRequest>,
     /// (method, path, auth header name used)
     pub log: Vec<(String, String, String)>,
+    /// Notes on merge requests, by merge-request iid, oldest first.
+    pub notes: BTreeMap<u64, Vec<Note>>,
+    /// (ref, job name, artifact path) → the file of that job's last
+    /// successful run on the ref.
+    pub artifacts: BTreeMap<(String, String, String), Vec<u8>>,
+    /// Tokens that may read but not write (answer 403 to writes).
+    pub read_only_tokens: Vec<String>,
     /// Before the next N commit calls, another writer changes this file on
     /// the target branch (simulates a concurrent pipeline).
     pub race: Vec<(String, String)>,
@@ -125,6 +141,16 @@ impl Repo {
     }
 }
 
+/// A note on a merge request.
+#[derive(Debug, Clone)]
+pub struct Note {
+    pub id: u64,
+    pub body: String,
+    pub author: String,
+    /// How many times it was edited (PUT).
+    pub edits: u32,
+}
+
 pub struct GitLabSim {
     pub repo: Arc<Mutex<Repo>>,
     pub token: String,
@@ -168,6 +194,53 @@ impl GitLabSim {
 
     pub fn base_url(&self) -> String {
         self.http.base_url()
+    }
+
+    /// Adds a token that reads but cannot write (a Guest's, or what
+    /// `CI_JOB_TOKEN` is to the notes API).
+    pub fn add_read_only_token(&self, token: &str) {
+        self.repo
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .read_only_tokens
+            .push(token.to_string());
+    }
+
+    /// Opens merge request `iid` from `source` into `target` (as a user would).
+    pub fn open_merge_request(&self, source: &str, target: &str) -> u64 {
+        let mut r = self.repo.lock().unwrap_or_else(|e| e.into_inner());
+        let iid = r.mrs.len() as u64 + 1;
+        r.mrs.push(MergeRequest {
+            iid,
+            source_branch: source.into(),
+            target_branch: target.into(),
+            title: format!("{source} into {target}"),
+            description: String::new(),
+            state: "opened".into(),
+            auto_merge: false,
+            early_405_left: 0,
+        });
+        iid
+    }
+
+    /// The notes of merge request `iid`, oldest first.
+    pub fn notes(&self, iid: u64) -> Vec<Note> {
+        self.repo
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .notes
+            .get(&iid)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Stores `bytes` as artifact `path` of job `job`'s last successful run on `reference`.
+    pub fn put_artifact(&self, reference: &str, job: &str, path: &str, bytes: &[u8]) {
+        self.repo
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .artifacts
+            .insert((reference.into(), job.into(), path.into()), bytes.to_vec());
     }
 
     /// Every request the simulator received (refused ones included), with
@@ -231,13 +304,55 @@ fn mr_json(base: &str, project: &str, m: &MergeRequest) -> Value {
     })
 }
 
+fn note_json(iid: u64, n: &Note) -> Value {
+    json!({
+        "id": n.id, "type": null, "body": n.body, "attachment": null,
+        "author": {"id": 7, "username": n.author, "name": n.author, "state": "active"},
+        "created_at": "2026-12-03T12:00:00.000Z", "updated_at": "2026-12-03T12:00:00.000Z",
+        "system": false, "noteable_id": 1000 + iid, "noteable_type": "MergeRequest",
+        "noteable_iid": iid, "resolvable": false, "confidential": false, "internal": false,
+    })
+}
+
+/// `page`/`per_page` of `all`, with GitLab's pagination headers.
+fn paginate(req: &Request, all: Vec<Value>, default_per_page: usize) -> Response {
+    let per_page: usize = req
+        .param("per_page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(default_per_page)
+        .clamp(1, 100);
+    let page: usize = req
+        .param("page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let chunk: Vec<Value> = all
+        .iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .cloned()
+        .collect();
+    let next = if page * per_page < all.len() {
+        (page + 1).to_string()
+    } else {
+        String::new()
+    };
+    Response::json(200, &Value::Array(chunk))
+        .with_header("X-Page", &page.to_string())
+        .with_header("X-Per-Page", &per_page.to_string())
+        .with_header("X-Total", &all.len().to_string())
+        .with_header("X-Next-Page", &next)
+}
+
 fn handle(repo: &Mutex<Repo>, token: &str, project: &str, id: u64, req: Request) -> Response {
-    let auth = match (req.header("private-token"), req.header("job-token")) {
-        (Some(t), _) if t == token => "PRIVATE-TOKEN",
-        (_, Some(t)) if t == token => "JOB-TOKEN",
+    let mut r = repo.lock().unwrap_or_else(|e| e.into_inner());
+    let known = |t: &str| t == token || r.read_only_tokens.iter().any(|x| x == t);
+    let (auth, presented) = match (req.header("private-token"), req.header("job-token")) {
+        (Some(t), _) if known(t) => ("PRIVATE-TOKEN", t.to_string()),
+        (_, Some(t)) if known(t) => ("JOB-TOKEN", t.to_string()),
         _ => return msg(401, "401 Unauthorized"),
     };
-    let mut r = repo.lock().unwrap_or_else(|e| e.into_inner());
+    let read_only = presented != token;
     r.log
         .push((req.method.clone(), req.path.clone(), auth.to_string()));
     let Some(rest) = req.path.strip_prefix("/api/v4/projects/") else {
@@ -486,6 +601,76 @@ fn handle(repo: &Mutex<Repo>, token: &str, project: &str, id: u64, req: Request)
             }
             let out = mr_json(&base, project, x);
             Response::json(200, &out)
+        }
+        ("GET", ["merge_requests", iid, "notes"]) => {
+            let Some(x) = r.mrs.iter().find(|x| x.iid.to_string() == *iid) else {
+                return msg(404, "404 Not found");
+            };
+            let iid = x.iid;
+            let all: Vec<Value> = r
+                .notes
+                .get(&iid)
+                .into_iter()
+                .flatten()
+                .map(|n| note_json(iid, n))
+                .collect();
+            paginate(&req, all, 20)
+        }
+        ("POST", ["merge_requests", iid, "notes"]) => {
+            let Some(x) = r.mrs.iter().find(|x| x.iid.to_string() == *iid) else {
+                return msg(404, "404 Not found");
+            };
+            let iid = x.iid;
+            if read_only {
+                return msg(403, "403 Forbidden");
+            }
+            let Some(body) = body["body"].as_str().filter(|b| !b.is_empty()) else {
+                return msg(400, "body is missing");
+            };
+            r.counter += 1;
+            let n = Note {
+                id: 5000 + r.counter,
+                body: body.into(),
+                author: "project_42_bot".into(),
+                edits: 0,
+            };
+            let out = note_json(iid, &n);
+            r.notes.entry(iid).or_default().push(n);
+            Response::json(201, &out)
+        }
+        ("PUT", ["merge_requests", iid, "notes", note_id]) => {
+            let Some(x) = r.mrs.iter().find(|x| x.iid.to_string() == *iid) else {
+                return msg(404, "404 Not found");
+            };
+            let iid = x.iid;
+            if read_only {
+                return msg(403, "403 Forbidden");
+            }
+            let Some(text) = body["body"].as_str().filter(|b| !b.is_empty()) else {
+                return msg(400, "body is missing");
+            };
+            let Some(n) = r
+                .notes
+                .get_mut(&iid)
+                .and_then(|ns| ns.iter_mut().find(|n| n.id.to_string() == *note_id))
+            else {
+                return msg(404, "404 Note Not Found");
+            };
+            n.body = text.into();
+            n.edits += 1;
+            let out = note_json(iid, n);
+            Response::json(200, &out)
+        }
+        ("GET", ["jobs", "artifacts", reference, "raw", path @ ..]) if !path.is_empty() => {
+            let Some(job) = req.param("job") else {
+                return msg(400, "job is missing");
+            };
+            let key = (decode(reference), job, decode(&path.join("/")));
+            match r.artifacts.get(&key) {
+                Some(b) => Response::new(200, b.clone())
+                    .with_header("Content-Type", "application/octet-stream"),
+                None => msg(404, "404 Not found"),
+            }
         }
         ("PUT", ["merge_requests", iid, "merge"]) => {
             let Some(x) = r.mrs.iter_mut().find(|x| x.iid.to_string() == *iid) else {
