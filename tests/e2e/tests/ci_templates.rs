@@ -668,6 +668,21 @@ const REGEX_EXAMPLES: &[(&str, &[&str], &[&str])] = &[
         &["production", "pi-lab", "$CI_COMMIT_REF_SLUG"],
         &["a;b", "$(id)", ""],
     ),
+    (
+        "db-repository",
+        &[
+            "",
+            "registry.example.com/security/trivy-db:2",
+            "$CI_REGISTRY/security/trivy-db:2",
+            "127.0.0.1:5000/mirror/trivy-db:2",
+        ],
+        &["a b", "$(id)", "x;y", "`id`"],
+    ),
+    (
+        "java-db-repository",
+        &["", "${CI_REGISTRY}/security/trivy-java-db:1"],
+        &["a b", "$(id)"],
+    ),
 ];
 
 #[test]
