@@ -12,7 +12,8 @@ use std::time::Duration;
 use harness::job::Run;
 use harness::oci_registry::{AnyRegistry, OciRegistry, push_image_to};
 use harness::registry::{
-    Gateway, GatewayOptions, ImageSpec, Logged, TestImage, TestRegistry, skopeo_raw, try_skopeo_raw,
+    BearerConfig, Gateway, GatewayOptions, ImageSpec, Logged, TestImage, TestRegistry, skopeo_raw,
+    try_skopeo_raw,
 };
 use kit::env::MapEnv;
 use kit::http::RetryPolicy;
@@ -54,10 +55,15 @@ fn spec(seed: u64) -> ImageSpec {
 }
 
 fn promote(dir: &Path, args: &[&str], insecure: &[String]) -> Run {
+    promote_with(dir, args, insecure, &[])
+}
+
+fn promote_with(dir: &Path, args: &[&str], insecure: &[String], env: &[(&str, &str)]) -> Run {
     let r = harness::job::Job::new(env!("CARGO_BIN_EXE_promote-image"), dir)
         .env("PROMOTE_DOTENV", dir.join("promote.env"))
         .env("PROMOTE_RETRIES", "2")
         .env("INSECURE_REGISTRY", insecure.join(","))
+        .envs(env.iter().copied())
         .args(args)
         .run();
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -289,6 +295,69 @@ fn carries_sig_att_tags_and_referrers_between_both_kinds_and_rerun_writes_nothin
         );
         assert!(gw.bytes_in() == 0, "{pair}");
     }
+}
+
+/// Docker Hub simulated (the harness's Bearer token server in front of
+/// docker-registry 2.8, no referrers API): the tags and referrers arrive
+/// through the tag schema with the destination's token, whose scopes name
+/// the destination repository only; the token never shows; a re-run writes
+/// nothing.
+#[test]
+fn carries_signatures_to_a_bearer_registry_without_referrers_api_simulated() {
+    let src = TestRegistry::start();
+    let backend = TestRegistry::start();
+    let hub = Gateway::start(
+        &backend.host(),
+        GatewayOptions {
+            bearer: Some(BearerConfig::new("hubuser", "hub-token-sig-77")),
+        },
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let img = push_image_to(&src, "team/app", "1", &spec(15));
+    let planted = rt().block_on(plant(&client(&src.host()), "team/app", &img));
+    let insecure = [src.host(), hub.host()];
+    let env = [
+        ("PROMOTE_DST_USERNAME", "hubuser"),
+        ("PROMOTE_DST_PASSWORD", "hub-token-sig-77"),
+    ];
+    let args = [
+        format!("{}/team/app:1", src.host()),
+        format!("{}/acme/app:1", hub.host()),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = promote_with(tmp.path(), &args, &insecure, &env);
+    r.assert_no_secret(&["hub-token-sig-77"]);
+    assert!(
+        r.stderr
+            .contains("3 tag(s) written, 0 unchanged; 3 referrer(s) copied"),
+        "{}",
+        r.stderr
+    );
+    let scopes = hub.token_scopes();
+    assert!(
+        scopes.iter().all(|s| s.contains("repository:acme/app:")),
+        "{scopes:?}"
+    );
+    let top: Digest = img.digest.parse().unwrap();
+    let d = client(&backend.host());
+    rt().block_on(async {
+        let of_top = d.referrers("acme/app", &top, None).await.unwrap();
+        assert_eq!(digests(&of_top), [planted.a.to_string()].into());
+        let of_b = d.referrers("acme/app", &planted.b, None).await.unwrap();
+        assert_eq!(digests(&of_b), [planted.c.to_string()].into());
+    });
+    for (tag, want) in &planted.legacy {
+        let got = skopeo_raw(&format!("{}/acme/app:{tag}", backend.host()), None);
+        assert_eq!(registry::sha256(&got), *want, "{tag}");
+    }
+    hub.reset_counters();
+    let r = promote_with(tmp.path(), &args, &insecure, &env);
+    assert!(
+        r.stderr.contains("0 referrer(s) copied, 3 already there"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(writes(&hub.requests()), Vec::<String>::new());
 }
 
 /// A `.sig` tag DST already has with another signature is merged, not
