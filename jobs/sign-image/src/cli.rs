@@ -15,10 +15,11 @@ use crate::keyref::{DEFAULT_PRIVATE_KEY, DEFAULT_PUBLIC_KEY};
     name = "sign-image",
     version,
     about = "Sign container image digests the way cosign does, and verify them",
-    long_about = "Sign container image digests the way cosign does (key-based, `.sig` tag format), and verify them.\n\n\
+    long_about = "Sign container image digests the way cosign does (key-based; cosign's `.sig` tag format, cosign 3's Sigstore bundle format, or both), and verify them.\n\n\
 A signature written by `sign-image sign` verifies with `cosign verify --key cosign.pub --insecure-ignore-tlog=true IMAGE` \
-(cosign 3.x: add --new-bundle-format=false), and `sign-image verify` accepts signatures written by cosign and sigstore-rs \
-when they were made for the repository being verified (see --identity, --allow-any-identity).\n\n\
+(cosign 2.x and 3.x; a bundle with cosign 2.x also needs --new-bundle-format and --trusted-root), and `sign-image verify` accepts \
+signatures in either format written by cosign and sigstore-rs, by any of its --key keys, when they were made for the repository \
+being verified (see --identity, --allow-any-identity).\n\n\
 Keys: --key is a file path or env://VAR (the PEM text in a variable). Private keys may be cosign's encrypted \
 format (password in COSIGN_PASSWORD; unset means empty) or unencrypted PKCS#8 / EC PRIVATE KEY PEM; ECDSA P-256 only.\n\n\
 Exit codes: 0 done; 1 no valid signature (verify); 2 usage or key error, including a wrong password; \
@@ -34,9 +35,9 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Sign IMAGE's digest (an index digest for multi-arch images) and push the signature to its `.sig` tag.
+    /// Sign IMAGE's digest (an index digest for multi-arch images): the signature goes to its `.sig` tag (--format legacy) and/or as a Sigstore bundle referrer (--format bundle).
     Sign(SignArgs),
-    /// Check that IMAGE's digest carries at least one signature valid for the public key, made for IMAGE's repository.
+    /// Check that IMAGE's digest carries at least one signature (either format) valid for one of the public keys, made for IMAGE's repository.
     Verify(VerifyArgs),
     /// Write a new key pair: <prefix>.key (cosign's encrypted format, mode 0600) and <prefix>.pub.
     GenerateKeyPair(GenerateArgs),

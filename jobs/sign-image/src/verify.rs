@@ -274,6 +274,11 @@ pub async fn verify(cfg: &VerifyConfig, env: &dyn Env) -> Result<VerifyReport, E
     let mut unreadable: Option<Error> = None;
     let legacy = verify_legacy(&reg, image, &checks, &mut report, &mut unreadable).await?;
     let bundles = verify_bundles(&reg, image, &checks, &mut report, &mut unreadable).await?;
+    if bundles > 0 && cfg.identity != IdentityRule::Any {
+        joblog::info(
+            "bundle signatures name a digest, not a repository: the identity rule applies to legacy signatures only",
+        );
+    }
     if report.verified.is_empty() {
         if let Some(e) = unreadable {
             return Err(e);

@@ -487,6 +487,10 @@ fn bundle_signatures_by_sign_image_verify_with_cosign_v3_on_both_registry_kinds(
         // cosign 2: only with --new-bundle-format (and an empty trusted root).
         let c = cosign_v2_verify_bundle(dir.path(), &a.pub_path, &img);
         assert!(c.ok, "{kind}: cosign v2 --new-bundle-format verify: {c:?}");
+        si_verify(dir.path(), &img, &host, &[&other.pub_path]).assert_failed(
+            1,
+            ".*none valid for key .*signature does not verify with this key.*",
+        );
         let c = cosign_v2_verify_bundle(dir.path(), &other.pub_path, &img);
         assert!(!c.ok, "{kind}: cosign v2 accepted another key: {c:?}");
         // Without them cosign 2.6 still switches to the bundle, then fails
@@ -662,6 +666,11 @@ fn bundle_forgeries_are_refused_by_sign_image_and_cosign_v3_on_both_registry_kin
             assert!(
                 !c.ok,
                 "{kind}: cosign v3 accepted a forged bundle on {img}: {c:?}"
+            );
+            let c = cosign_v2_verify_bundle(dir.path(), &a.pub_path, img);
+            assert!(
+                !c.ok,
+                "{kind}: cosign v2 accepted a forged bundle on {img}: {c:?}"
             );
         }
     }
