@@ -369,7 +369,7 @@ impl Registry {
     }
 
     /// The referrers API's answer (all pages), or `None` when the registry
-    /// has no referrers API (404).
+    /// has no referrers API (404, 405 or 501 to the first page).
     async fn referrers_api(
         &self,
         repo: &str,
@@ -401,7 +401,17 @@ impl Registry {
                     c.get(u).header(ACCEPT, OCI_INDEX)
                 })
                 .await?;
-            if resp.status() == StatusCode::NOT_FOUND && pages == 1 {
+            // No such endpoint: 404 (the spec's signal; docker-registry 2.8,
+            // Docker Hub), or 405 / 501 from registries that route it
+            // elsewhere.
+            if pages == 1
+                && matches!(
+                    resp.status(),
+                    StatusCode::NOT_FOUND
+                        | StatusCode::METHOD_NOT_ALLOWED
+                        | StatusCode::NOT_IMPLEMENTED
+                )
+            {
                 return Ok(None);
             }
             let resp = self.check(resp, "GET", &what).await?;

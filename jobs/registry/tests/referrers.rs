@@ -318,6 +318,40 @@ async fn paginated_and_unfiltered_answers_are_handled() {
     assert!(urls[1].contains("page=2"), "{urls:?}");
 }
 
+/// A registry that answers the referrers path with 405 or 501 has no
+/// referrers API: the tag schema is read (here: no tag, so none); 400 is an
+/// error (a registry with the API refusing the request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_referrers_endpoint_falls_back_to_the_tag_schema() {
+    let subject: Digest = format!("sha256:{}", "d".repeat(64)).parse().unwrap();
+    for status in [405, 501] {
+        let origin = RecordingOrigin::start();
+        origin.then(Response::new(status, "no such route"));
+        origin.then(Response::new(
+            404,
+            r#"{"errors":[{"code":"MANIFEST_UNKNOWN"}]}"#,
+        ));
+        let c = client(&origin.host());
+        let got = c.referrers("team/app", &subject, None).await.unwrap();
+        assert!(got.is_empty(), "{status}");
+        let urls = origin.urls();
+        assert!(
+            urls[1].ends_with(&format!(
+                "/v2/team/app/manifests/{}",
+                referrers_tag(&subject)
+            )),
+            "{status}: {urls:?}"
+        );
+    }
+    let origin = RecordingOrigin::start();
+    origin.always(Response::new(400, r#"{"errors":[{"code":"UNSUPPORTED"}]}"#));
+    let e = client(&origin.host())
+        .referrers("team/app", &subject, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.exit_kind(), ExitKind::Remote, "{e}");
+}
+
 /// A referrers answer that is not an image index is exit 3 naming the
 /// endpoint, from the API and from the tag schema; nothing is pushed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
