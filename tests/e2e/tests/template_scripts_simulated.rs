@@ -38,7 +38,7 @@ esac"#,
         ),
         (
             "scan-image",
-            r#"echo "scan-image $* | SCAN_FAIL_ON=$SCAN_FAIL_ON CS_IGNORE_UNFIXED=$CS_IGNORE_UNFIXED TRIVY_PLATFORM=$TRIVY_PLATFORM" >> "$STUB_LOG"
+            r#"echo "scan-image $* | SCAN_FAIL_ON=$SCAN_FAIL_ON CS_IGNORE_UNFIXED=$CS_IGNORE_UNFIXED SCAN_PLATFORMS=$SCAN_PLATFORMS TRIVY_PLATFORM=${TRIVY_PLATFORM-unset}" >> "$STUB_LOG"
 for f in gl-container-scanning-report.json gl-code-quality-report.json gl-container-scanning-junit.xml gl-sbom-container.cdx.json gl-container-scanning.sarif; do echo '{}' > "$f"; done
 printf 'SCAN_CRITICAL=0\nSCAN_GATE=pass\n' > scan-image.env"#,
         ),
@@ -204,7 +204,9 @@ fn the_whole_flow_hands_the_digest_from_job_to_job_simulated() {
         "scan gets the build digest: {scan}"
     );
     assert!(
-        scan.contains("SCAN_FAIL_ON=high CS_IGNORE_UNFIXED=false TRIVY_PLATFORM=linux/arm64"),
+        scan.contains(
+            "SCAN_FAIL_ON=high CS_IGNORE_UNFIXED=false SCAN_PLATFORMS=linux/arm64 TRIVY_PLATFORM=unset"
+        ),
         "{scan}"
     );
     for f in [
