@@ -8,8 +8,8 @@
 //!   (cosign 3 bundles, attestations, SBOMs), with its blobs, and then the
 //!   referrers of those referrers (a signature of an SBOM), read through
 //!   SRC's referrers API or its referrers tag schema and written with
-//!   [`Registry::push_referrer_to`] (DST's API where it has one, else the
-//!   tag schema's `sha256-<hex>` index, merged).
+//!   [`Registry::push_referrers_to`] (DST's API where it has one, else the
+//!   tag schema's `sha256-<hex>` index, merged once per subject).
 //!
 //! Nothing is written that DST already lists: a re-run only reads.
 
@@ -111,15 +111,19 @@ pub async fn carry(
             .referrers_listed(dst.repo, &subject, dst_store)
             .await?;
         dst_store = Some(store);
+        let mut missing = Vec::new();
         for r in listed {
             if at_dst.iter().any(|d| d.digest == r.digest) {
                 c.tally.referrers_unchanged += 1;
             } else {
-                c.referrer(&subject, &r, store).await?;
+                missing.push(r.clone());
             }
             if depth + 1 < MAX_DEPTH && seen.insert(r.digest.clone()) {
                 subjects.push((r.digest, depth + 1));
             }
+        }
+        if !missing.is_empty() {
+            c.referrers(&subject, &missing, store).await?;
         }
     }
     Ok(c.tally)
@@ -176,33 +180,40 @@ impl Carrier<'_> {
         Ok(())
     }
 
-    /// One referrer: its blobs (and child manifests, for an index), then
-    /// the manifest as a referrer of `subject`.
-    async fn referrer(
+    /// Referrers of one subject DST lacks: their blobs (and child
+    /// manifests, for an index), then the manifests, with one update of
+    /// DST's tag-schema index for all of them.
+    async fn referrers(
         &mut self,
         subject: &Digest,
-        r: &Referrer,
+        missing: &[Referrer],
         dst_store: ReferrersStore,
     ) -> Result<(), Error> {
         let (src, dst) = (self.src, self.dst);
-        let d = r.digest.to_string();
-        let m = src.reg.manifest(src.repo, &d).await?.ok_or_else(|| {
-            Error::Index(format!(
-                "the source lists {d} as a referrer of {subject}, but {} does not have it",
-                src.repo
-            ))
-        })?;
-        self.copy_blobs_of(m.clone()).await?;
+        let mut manifests = Vec::with_capacity(missing.len());
+        for r in missing {
+            let d = r.digest.to_string();
+            let m = src.reg.manifest(src.repo, &d).await?.ok_or_else(|| {
+                Error::Index(format!(
+                    "the source lists {d} as a referrer of {subject}, but {} does not have it",
+                    src.repo
+                ))
+            })?;
+            self.copy_blobs_of(m.clone()).await?;
+            manifests.push((m.media_type, m.bytes));
+        }
         dst.reg
-            .push_referrer_to(dst.repo, &m.media_type, m.bytes, subject, Some(dst_store))
+            .push_referrers_to(dst.repo, subject, manifests, Some(dst_store))
             .await?;
-        info(format!(
-            "  referrer {} ({}) of {}",
-            short(&r.digest),
-            r.artifact_type.as_deref().unwrap_or(&r.media_type),
-            short(subject)
-        ));
-        self.tally.referrers_copied += 1;
+        for r in missing {
+            info(format!(
+                "  referrer {} ({}) of {}",
+                short(&r.digest),
+                r.artifact_type.as_deref().unwrap_or(&r.media_type),
+                short(subject)
+            ));
+        }
+        self.tally.referrers_copied += missing.len();
         Ok(())
     }
 

@@ -106,6 +106,8 @@ struct Planted {
     legacy: Vec<(String, Digest)>,
     /// Referrer of the index.
     a: Digest,
+    /// Another referrer of the index (an attestation).
+    a2: Digest,
     /// Referrer of the first platform manifest.
     b: Digest,
     /// Referrer of `b`.
@@ -145,6 +147,8 @@ async fn plant(c: &Registry, repo: &str, img: &TestImage) -> Planted {
     }
     let a = artifact(c, repo, &top, BUNDLE, "a").await;
     let a = c.push_referrer(repo, OCI_MANIFEST, a, &top).await.unwrap();
+    let a2 = artifact(c, repo, &top, SBOM, "a2").await;
+    let a2 = c.push_referrer(repo, OCI_MANIFEST, a2, &top).await.unwrap();
     let b = artifact(c, repo, &platform, SBOM, "b").await;
     let b = c
         .push_referrer(repo, OCI_MANIFEST, b, &platform)
@@ -155,6 +159,7 @@ async fn plant(c: &Registry, repo: &str, img: &TestImage) -> Planted {
     Planted {
         legacy,
         a,
+        a2,
         b,
         c: cc,
         platform,
@@ -210,16 +215,16 @@ fn carries_sig_att_tags_and_referrers_between_both_kinds_and_rerun_writes_nothin
         );
         assert!(
             r.stderr
-                .contains("3 tag(s) written, 0 unchanged; 3 referrer(s) copied, 0 already there"),
+                .contains("3 tag(s) written, 0 unchanged; 4 referrer(s) copied, 0 already there"),
             "{pair}: {}",
             r.stderr
         );
         let (with, without) = (gw.requests(), gw_base.requests());
         eprintln!(
-            "{pair}: first promotion {} requests at DST with signatures, {} without: {:.1} extra per carried artifact (6 carried)",
+            "{pair}: first promotion {} requests at DST with signatures, {} without: {:.1} extra per carried artifact (7 carried)",
             with.len(),
             without.len(),
-            (with.len() - without.len()) as f64 / 6.0
+            (with.len() - without.len()) as f64 / 7.0
         );
 
         // At DST: the same tags, the same referrers of the same subjects.
@@ -230,9 +235,11 @@ fn carries_sig_att_tags_and_referrers_between_both_kinds_and_rerun_writes_nothin
         }
         rt.block_on(async {
             let of_top = d.referrers("prod/app", &top, None).await.unwrap();
-            assert_eq!(digests(&of_top), [planted.a.to_string()].into(), "{pair}");
-            assert_eq!(of_top[0].artifact_type.as_deref(), Some(BUNDLE), "{pair}");
-            assert_eq!(of_top[0].annotations["note"], "a", "{pair}");
+            let want = [planted.a.to_string(), planted.a2.to_string()];
+            assert_eq!(digests(&of_top), want.into(), "{pair}");
+            let a = of_top.iter().find(|r| r.digest == planted.a).unwrap();
+            assert_eq!(a.artifact_type.as_deref(), Some(BUNDLE), "{pair}");
+            assert_eq!(a.annotations["note"], "a", "{pair}");
             let of_platform = d
                 .referrers("prod/app", &planted.platform, Some(SBOM))
                 .await
@@ -256,11 +263,21 @@ fn carries_sig_att_tags_and_referrers_between_both_kinds_and_rerun_writes_nothin
             );
         } else {
             let index: serde_json::Value = serde_json::from_slice(&tag_index.unwrap()).unwrap();
-            assert_eq!(
-                index["manifests"][0]["artifactType"], BUNDLE,
-                "{pair}: {index}"
-            );
-            assert_eq!(index["manifests"][0]["annotations"]["note"], "a", "{pair}");
+            let entries = index["manifests"].as_array().unwrap();
+            assert_eq!(entries.len(), 2, "{pair}: {index}");
+            let a = entries
+                .iter()
+                .find(|e| e["digest"] == planted.a.to_string())
+                .unwrap();
+            assert_eq!(a["artifactType"], BUNDLE, "{pair}: {index}");
+            assert_eq!(a["annotations"]["note"], "a", "{pair}");
+            // Both referrers of the index went in with one update of its tag.
+            let tag_path = format!("/v2/prod/app/manifests/{}", referrers_tag(&top));
+            let tag_writes = with
+                .iter()
+                .filter(|l| l.method == "PUT" && l.path == tag_path)
+                .count();
+            assert_eq!(tag_writes, 1, "{pair}");
         }
 
         // Re-run: only reads.
@@ -273,7 +290,7 @@ fn carries_sig_att_tags_and_referrers_between_both_kinds_and_rerun_writes_nothin
         );
         assert!(
             r.stderr
-                .contains("0 tag(s) written, 3 unchanged; 0 referrer(s) copied, 3 already there"),
+                .contains("0 tag(s) written, 3 unchanged; 0 referrer(s) copied, 4 already there"),
             "{pair}: {}",
             r.stderr
         );
@@ -329,7 +346,7 @@ fn carries_signatures_to_a_bearer_registry_without_referrers_api_simulated() {
     r.assert_no_secret(&["hub-token-sig-77"]);
     assert!(
         r.stderr
-            .contains("3 tag(s) written, 0 unchanged; 3 referrer(s) copied"),
+            .contains("3 tag(s) written, 0 unchanged; 4 referrer(s) copied"),
         "{}",
         r.stderr
     );
@@ -342,7 +359,8 @@ fn carries_signatures_to_a_bearer_registry_without_referrers_api_simulated() {
     let d = client(&backend.host());
     rt().block_on(async {
         let of_top = d.referrers("acme/app", &top, None).await.unwrap();
-        assert_eq!(digests(&of_top), [planted.a.to_string()].into());
+        let want = [planted.a.to_string(), planted.a2.to_string()];
+        assert_eq!(digests(&of_top), want.into());
         let of_b = d.referrers("acme/app", &planted.b, None).await.unwrap();
         assert_eq!(digests(&of_b), [planted.c.to_string()].into());
     });
@@ -353,7 +371,7 @@ fn carries_signatures_to_a_bearer_registry_without_referrers_api_simulated() {
     hub.reset_counters();
     let r = promote_with(tmp.path(), &args, &insecure, &env);
     assert!(
-        r.stderr.contains("0 referrer(s) copied, 3 already there"),
+        r.stderr.contains("0 referrer(s) copied, 4 already there"),
         "{}",
         r.stderr
     );

@@ -300,21 +300,41 @@ impl Registry {
         subject: &Digest,
         store: Option<ReferrersStore>,
     ) -> Result<Digest> {
-        let (referrer, named) = describe_referrer(media_type, &bytes)?;
-        match named {
-            Some(s) if &s == subject => {}
-            Some(s) => {
-                return Err(Error::Usage(format!(
-                    "the referrer manifest's subject is {s}, not {subject}"
-                )));
+        let mut pushed = self
+            .push_referrers_to(repo, subject, vec![(media_type.to_string(), bytes)], store)
+            .await?;
+        Ok(pushed.remove(0))
+    }
+
+    /// Several referrers of one `subject` ([`Registry::push_referrer`] for
+    /// each, `(media type, bytes)`), with one read and at most one write of
+    /// the tag schema's index for all of them. Every manifest's `subject` is
+    /// checked before anything is sent. Returns their digests, in order.
+    pub async fn push_referrers_to(
+        &self,
+        repo: &str,
+        subject: &Digest,
+        manifests: Vec<(String, Vec<u8>)>,
+        store: Option<ReferrersStore>,
+    ) -> Result<Vec<Digest>> {
+        let mut described = Vec::with_capacity(manifests.len());
+        for (media_type, bytes) in manifests {
+            let (referrer, named) = describe_referrer(&media_type, &bytes)?;
+            match named {
+                Some(s) if &s == subject => {}
+                Some(s) => {
+                    return Err(Error::Usage(format!(
+                        "the referrer manifest's subject is {s}, not {subject}"
+                    )));
+                }
+                None => {
+                    return Err(Error::Usage(format!(
+                        "the referrer manifest has no subject (it should name {subject})"
+                    )));
+                }
             }
-            None => {
-                return Err(Error::Usage(format!(
-                    "the referrer manifest has no subject (it should name {subject})"
-                )));
-            }
+            described.push((referrer, media_type, bytes));
         }
-        let digest = referrer.digest.clone();
         // Read what the registry keeps before writing anything, so an
         // unusable answer stops us with nothing pushed.
         let store = match store {
@@ -325,20 +345,32 @@ impl Registry {
             ReferrersStore::Api => None,
             ReferrersStore::TagSchema => Some(self.referrers_from_tag(repo, subject).await?.0),
         };
-        let pushed = self
-            .put_manifest(repo, &digest.to_string(), media_type, bytes.into())
-            .await?;
-        match tag_index {
-            // The registry indexes referrers (with `OCI-Subject` or, like
-            // go-containerregistry's, without saying so).
-            None => Ok(digest),
-            Some(_) if pushed.subject.as_ref() == Some(subject) => Ok(digest),
-            Some(index) => {
-                self.merge_into_referrers_tag(repo, subject, index, &referrer)
-                    .await?;
-                Ok(digest)
+        let mut unindexed = Vec::new();
+        let mut digests = Vec::with_capacity(described.len());
+        for (referrer, media_type, bytes) in described {
+            let pushed = self
+                .put_manifest(
+                    repo,
+                    &referrer.digest.to_string(),
+                    &media_type,
+                    bytes.into(),
+                )
+                .await?;
+            digests.push(referrer.digest.clone());
+            // The registry indexes referrers when it has the API (with
+            // `OCI-Subject` or, like go-containerregistry's, without saying
+            // so) or answers with `OCI-Subject`.
+            if tag_index.is_some() && pushed.subject.as_ref() != Some(subject) {
+                unindexed.push(referrer);
             }
         }
+        if let Some(index) = tag_index
+            && !unindexed.is_empty()
+        {
+            self.merge_into_referrers_tag(repo, subject, index, &unindexed)
+                .await?;
+        }
+        Ok(digests)
     }
 
     /// The referrers of `subject` as the registry lists them (no
@@ -457,29 +489,34 @@ impl Registry {
         repo: &str,
         subject: &Digest,
         index: Option<WireIndex>,
-        referrer: &Referrer,
+        referrers: &[Referrer],
     ) -> Result<()> {
         let mut index = index.unwrap_or_else(WireIndex::empty);
         let entries = index.manifests.get_or_insert_with(Vec::new);
-        let wire = WireDescriptor::of(referrer);
-        match entries.iter_mut().find(|d| d.digest == wire.digest) {
-            Some(existing) => {
-                let mut changed = false;
-                if existing.artifact_type.is_none() && wire.artifact_type.is_some() {
-                    existing.artifact_type = wire.artifact_type;
-                    changed = true;
+        let mut changed = false;
+        for referrer in referrers {
+            let wire = WireDescriptor::of(referrer);
+            match entries.iter_mut().find(|d| d.digest == wire.digest) {
+                Some(existing) => {
+                    if existing.artifact_type.is_none() && wire.artifact_type.is_some() {
+                        existing.artifact_type = wire.artifact_type;
+                        changed = true;
+                    }
+                    if existing.annotations.as_ref().is_none_or(|a| a.is_empty())
+                        && wire.annotations.is_some()
+                    {
+                        existing.annotations = wire.annotations;
+                        changed = true;
+                    }
                 }
-                if existing.annotations.as_ref().is_none_or(|a| a.is_empty())
-                    && wire.annotations.is_some()
-                {
-                    existing.annotations = wire.annotations;
+                None => {
+                    entries.push(wire);
                     changed = true;
-                }
-                if !changed {
-                    return Ok(());
                 }
             }
-            None => entries.push(wire),
+        }
+        if !changed {
+            return Ok(());
         }
         let media_type = index
             .media_type
