@@ -788,6 +788,7 @@ fn every_platform_of_the_index_is_scanned_by_digest_and_findings_merge() {
     // SARIF and JUnit say where too.
     let sarif = std::fs::read_to_string(s.work().join("out.sarif")).unwrap();
     assert!(sarif.contains("on linux/arm64, linux/amd64"), "{sarif}");
+    harness::schemas::assert_valid(harness::schemas::SARIF, &json(&s.work().join("out.sarif")));
     let junit = std::fs::read_to_string(s.work().join("junit.xml")).unwrap();
     assert!(junit.contains("CVE-2099-0001 in libatomic1 12.2.0-14 on linux/arm64"));
     // One SBOM per platform, each from `trivy convert` of its own scan.
@@ -908,4 +909,49 @@ fn the_standins_flags_are_real_trivys() {
             );
         }
     }
+}
+
+/// IMAGE that is a single manifest (no index): trivy scans IMAGE itself,
+/// the SBOM keeps its name; a platform list must name its platform.
+#[test]
+fn a_single_image_is_scanned_as_named_and_another_platform_is_exit_2() {
+    let registry = harness::registry::TestRegistry::start();
+    let spec = harness::registry::ImageSpec {
+        index: false,
+        attestation: false,
+        ..Default::default()
+    };
+    let img = harness::registry::push_image(&registry, "acme/one", "1.0", &spec, None);
+    let host = registry.host();
+    let image = format!("{host}/acme/one@{}", img.digest);
+    let s = Standin::new("ok");
+    s.job()
+        .arg(&image)
+        .args(["--fail-on", "none", "--sbom", "gl-sbom.cdx.json"])
+        .args(["--skip-db-update", "--skip-java-db-update"])
+        .env("INSECURE_REGISTRY", &host)
+        .run()
+        .assert_success();
+    assert_eq!(s.scans().len(), 1);
+    assert!(s.scans()[0].ends_with(&image));
+    let env = dotenv(&s.work().join("scan-image.env"));
+    assert_eq!(env["SCAN_PLATFORMS_SCANNED"], "");
+    assert_eq!(env["SCAN_SBOM_FILES"], "gl-sbom.cdx.json");
+
+    let s = Standin::new("ok");
+    let r = s
+        .job()
+        .arg(&image)
+        .args(["--platforms", "linux/amd64"])
+        .args(["--skip-db-update", "--skip-java-db-update"])
+        .env("INSECURE_REGISTRY", &host)
+        .run();
+    r.assert_failed(
+        2,
+        &format!(
+            r"platform linux/amd64 is not in {} \(a single image, not an index\) \(it has linux/arm64\); pick from those, or use --platforms all",
+            regex::escape(&image)
+        ),
+    );
+    assert!(s.argv().is_empty());
 }
