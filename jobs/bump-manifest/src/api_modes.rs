@@ -45,15 +45,31 @@ pub async fn plan_at(api: &Api, c: &Config, sha: &str) -> Result<(Plan, Option<S
     Ok((p, state))
 }
 
-/// gitlab-api: commit straight to the branch.
-pub struct DirectBackend<'a> {
-    pub c: &'a Config,
-    pub api: Api,
+/// Where an API mode writes.
+pub enum Target {
+    /// gitlab-api: commit straight to `--branch`.
+    Branch,
+    /// merge-request: commit to `source` and open (or reuse) a merge request
+    /// into `--branch`.
+    MergeRequest { source: String },
 }
 
-impl Backend for DirectBackend<'_> {
+/// gitlab-api and merge-request: read and plan through the repository API
+/// on `--branch`'s head; publish to the [`Target`]. "Up to date" and "never
+/// backwards" are judged on `--branch` (the loop), and for a merge request
+/// again on an open MR's branch.
+pub struct ApiBackend<'a> {
+    pub c: &'a Config,
+    pub api: Api,
+    pub to: Target,
+}
+
+impl Backend for ApiBackend<'_> {
     fn action(&self) -> String {
-        format!("commit to {}", self.c.branch)
+        match &self.to {
+            Target::Branch => format!("commit to {}", self.c.branch),
+            Target::MergeRequest { source } => format!("open a merge request from {source}"),
+        }
     }
 
     async fn head(&mut self, _attempt: u32) -> Result<String, Error> {
@@ -70,6 +86,41 @@ impl Backend for DirectBackend<'_> {
         commit: Commit,
         attempt: u32,
     ) -> Result<Publish, Error> {
+        match &self.to {
+            Target::Branch => self.commit_to_branch(head, commit, attempt).await,
+            Target::MergeRequest { source } => {
+                let source = source.clone();
+                self.merge_request(&source, head, commit).await
+            }
+        }
+    }
+
+    fn unchanged(&self, head: &str) -> Option<Output> {
+        match self.to {
+            Target::Branch => Some(Output::commit(head.to_string(), self.c.target.new_ref())),
+            Target::MergeRequest { .. } => None,
+        }
+    }
+
+    fn exhausted(&self) -> Error {
+        let branch = match &self.to {
+            Target::Branch => self.c.branch.clone(),
+            Target::MergeRequest { source } => source.clone(),
+        };
+        Error::StillStale {
+            branch,
+            attempts: self.c.max_attempts,
+        }
+    }
+}
+
+impl ApiBackend<'_> {
+    async fn commit_to_branch(
+        &self,
+        head: &str,
+        commit: Commit,
+        attempt: u32,
+    ) -> Result<Publish, Error> {
         let branch = &self.c.branch;
         match self
             .api
@@ -81,34 +132,11 @@ impl Backend for DirectBackend<'_> {
                     "committed {sha} to {branch}: {} -> {} (attempt {attempt})",
                     commit.old, commit.new
                 ));
-                Ok(Publish::Done(Output {
-                    stdout: Some(sha.clone()),
-                    dotenv: vec![
-                        ("BUMP_MANIFEST_COMMIT", sha),
-                        ("BUMP_MANIFEST_REFERENCE", commit.new),
-                    ],
-                }))
+                Ok(Publish::Done(Output::commit(sha, commit.new)))
             }
             Committed::Stale { gitlab_says } => Ok(Publish::Stale(format!(
                 "commit refused as stale ({gitlab_says})"
             ))),
-        }
-    }
-
-    fn unchanged(&self, head: &str) -> Option<Output> {
-        Some(Output {
-            stdout: Some(head.to_string()),
-            dotenv: vec![
-                ("BUMP_MANIFEST_COMMIT", head.to_string()),
-                ("BUMP_MANIFEST_REFERENCE", self.c.target.new_ref()),
-            ],
-        })
-    }
-
-    fn exhausted(&self) -> Error {
-        Error::StillStale {
-            branch: self.c.branch.clone(),
-            attempts: self.c.max_attempts,
         }
     }
 }
@@ -160,17 +188,7 @@ pub fn mr_text(c: &Config, old: &str, new: &str) -> (String, String) {
     (title, d)
 }
 
-/// merge-request: commit to a branch through the API and open (or reuse)
-/// the merge request; optionally set merge-when-pipeline-succeeds. "Up to
-/// date" and "never backwards" are judged on the target branch (the loop),
-/// and again on an open MR's branch.
-pub struct MergeRequestBackend<'a> {
-    pub c: &'a Config,
-    pub api: Api,
-    pub source: String,
-}
-
-impl MergeRequestBackend<'_> {
+impl ApiBackend<'_> {
     /// Sets auto-merge when asked, and hands the MR's URL on.
     async fn finish(&self, mr: &MergeRequest, new: String) -> Result<Publish, Error> {
         if self.c.auto_merge {
@@ -213,39 +231,28 @@ impl MergeRequestBackend<'_> {
     }
 }
 
-impl Backend for MergeRequestBackend<'_> {
-    fn action(&self) -> String {
-        format!("open a merge request from {}", self.source)
-    }
-
-    async fn head(&mut self, _attempt: u32) -> Result<String, Error> {
-        self.api.head_of(&self.c.branch).await
-    }
-
-    async fn plan(&mut self, head: &str) -> Result<(Plan, Option<String>), Error> {
-        plan_at(&self.api, self.c, head).await
-    }
-
-    async fn publish(
-        &mut self,
+impl ApiBackend<'_> {
+    /// merge-request: commit to `source` and open (or reuse) the merge request.
+    async fn merge_request(
+        &self,
+        source: &str,
         head: &str,
         commit: Commit,
-        _attempt: u32,
     ) -> Result<Publish, Error> {
         let c = self.c;
-        let existing = self.api.find_mr(&self.source, &c.branch).await?;
-        let source_head = self.api.branch_head(&self.source).await?;
+        let existing = self.api.find_mr(source, &c.branch).await?;
+        let source_head = self.api.branch_head(source).await?;
         // An open MR: update its branch. A leftover branch without an open
         // MR is not ours to rewrite: use a fresh one.
         let (branch, start, read_ref) = match (&existing, &source_head) {
-            (Some(_), Some(sh)) => (self.source.clone(), None, sh.clone()),
+            (Some(_), Some(sh)) => (source.to_string(), None, sh.clone()),
             (None, Some(_)) => (
-                format!("{}-{}", self.source, &head[..head.len().min(8)]),
+                format!("{}-{}", source, &head[..head.len().min(8)]),
                 Some(c.branch.as_str()),
                 head.to_string(),
             ),
             _ => (
-                self.source.clone(),
+                source.to_string(),
                 Some(c.branch.as_str()),
                 head.to_string(),
             ),
@@ -328,16 +335,5 @@ impl Backend for MergeRequestBackend<'_> {
             },
         };
         self.finish(&mr, commit.new).await
-    }
-
-    fn unchanged(&self, _head: &str) -> Option<Output> {
-        None
-    }
-
-    fn exhausted(&self) -> Error {
-        Error::StillStale {
-            branch: self.source.clone(),
-            attempts: self.c.max_attempts,
-        }
     }
 }

@@ -18,6 +18,21 @@ pub struct Output {
     pub dotenv: Vec<(&'static str, String)>,
 }
 
+impl Output {
+    /// A commit on the branch (new, or the head that already held the
+    /// change): its SHA on stdout, `BUMP_MANIFEST_COMMIT` and
+    /// `BUMP_MANIFEST_REFERENCE` in the dotenv file.
+    pub fn commit(sha: String, reference: String) -> Output {
+        Output {
+            stdout: Some(sha.clone()),
+            dotenv: vec![
+                ("BUMP_MANIFEST_COMMIT", sha),
+                ("BUMP_MANIFEST_REFERENCE", reference),
+            ],
+        }
+    }
+}
+
 /// The result of one publish.
 pub enum Publish {
     Done(Output),

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use kit::env::Env;
-use kit::job::UsageError;
+use kit::job::{FromArgs, UsageError};
 use kit::reference::{Digest, ImageRef};
 use kit::secret::Secret;
 use manifest_edit::Target;
@@ -72,8 +72,10 @@ fn non_empty(s: Option<String>) -> Option<String> {
     s.map(|x| x.trim().to_string()).filter(|x| !x.is_empty())
 }
 
-impl Config {
-    pub fn from_args(a: Args, env: &dyn Env) -> Result<Config, UsageError> {
+impl FromArgs for Config {
+    type Args = Args;
+
+    fn from_args(a: Args, env: &dyn Env) -> Result<Config, UsageError> {
         let target = target(&a)?;
         let paths = manifest_edit::paths::normalize(&a.paths)
             .map_err(|e| UsageError::new(e.to_string()))?;
@@ -131,7 +133,9 @@ impl Config {
             dotenv: a.dotenv,
         })
     }
+}
 
+impl Config {
     /// The order-key state entry's key: the image, scoped to `--path`.
     pub fn scope(&self) -> String {
         manifest_edit::state::scope_key(&self.target.image.name(), &self.paths)

@@ -186,6 +186,7 @@ pub fn log_found(plan: &Plan, c: &Config) {
 mod tests {
     use super::*;
     use kit::env::MapEnv;
+    use kit::job::FromArgs;
 
     fn config(args: &[&str]) -> Config {
         let mut v = vec!["bump-manifest", "--repo", "/r", "--image", "acmeiot/app"];

@@ -146,26 +146,14 @@ impl Backend for PushBackend<'_> {
                     commit.new,
                     blobs.len()
                 ));
-                Publish::Done(Output {
-                    stdout: Some(sha.clone()),
-                    dotenv: vec![
-                        ("BUMP_MANIFEST_COMMIT", sha),
-                        ("BUMP_MANIFEST_REFERENCE", commit.new),
-                    ],
-                })
+                Publish::Done(Output::commit(sha, commit.new))
             }
             Push::Rejected(why) => Publish::Stale(format!("push rejected ({why})")),
         })
     }
 
     fn unchanged(&self, head: &str) -> Option<Output> {
-        Some(Output {
-            stdout: Some(head.to_string()),
-            dotenv: vec![
-                ("BUMP_MANIFEST_COMMIT", head.to_string()),
-                ("BUMP_MANIFEST_REFERENCE", self.c.target.new_ref()),
-            ],
-        })
+        Some(Output::commit(head.to_string(), self.c.target.new_ref()))
     }
 
     fn exhausted(&self) -> Error {

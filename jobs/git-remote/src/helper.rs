@@ -359,16 +359,8 @@ impl Helper {
         reply(out, &adv)?;
         loop {
             let mut req = Vec::new();
-            loop {
-                match read_pkt(input).map_err(git_io)? {
-                    None if req.is_empty() => return Ok(()),
-                    None => return Err(Error::Closed),
-                    Some(Pkt::Flush) => {
-                        req.extend_from_slice(b"0000");
-                        break;
-                    }
-                    Some(p) => p.append_to(&mut req),
-                }
+            if !read_to_flush(input, &mut req, |_| {})? {
+                return Ok(());
             }
             // A lone flush-pkt ends a v2 session; nothing to send.
             if req == b"0000" {
@@ -390,58 +382,65 @@ impl Helper {
         let mut updates = false;
         let mut commands = 0;
         let mut push_options = false;
-        loop {
-            match read_pkt(input).map_err(git_io)? {
-                // git found nothing to push and hung up.
-                None if req.is_empty() => return Ok(()),
-                None => return Err(Error::Closed),
-                Some(Pkt::Flush) => {
-                    req.extend_from_slice(b"0000");
-                    break;
-                }
-                Some(p) => {
-                    if let Pkt::Data(d) = &p {
-                        let (line, caps) = match d.iter().position(|b| *b == 0) {
-                            Some(i) => (&d[..i], &d[i + 1..]),
-                            None => (&d[..], &[][..]),
-                        };
-                        if commands == 0 && contains(caps, b"push-options") {
-                            push_options = true;
-                        }
-                        let line = String::from_utf8_lossy(line);
-                        let f: Vec<&str> = line.split_whitespace().collect();
-                        if f.len() == 3 && !line.starts_with("shallow ") {
-                            commands += 1;
-                            if f[1].bytes().any(|b| b != b'0') {
-                                updates = true;
-                            }
-                        }
-                    }
-                    p.append_to(&mut req);
+        let inspect = |p: &Pkt| {
+            let Pkt::Data(d) = p else { return };
+            let (line, caps) = match d.iter().position(|b| *b == 0) {
+                Some(i) => (&d[..i], &d[i + 1..]),
+                None => (&d[..], &[][..]),
+            };
+            if commands == 0 && contains(caps, b"push-options") {
+                push_options = true;
+            }
+            let line = String::from_utf8_lossy(line);
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() == 3 && !line.starts_with("shallow ") {
+                commands += 1;
+                if f[1].bytes().any(|b| b != b'0') {
+                    updates = true;
                 }
             }
+        };
+        // git found nothing to push and hung up.
+        if !read_to_flush(input, &mut req, inspect)? {
+            return Ok(());
         }
         if commands == 0 {
             // Only a flush: nothing to update.
             return Ok(());
         }
-        if push_options {
-            loop {
-                match read_pkt(input).map_err(git_io)? {
-                    None => return Err(Error::Closed),
-                    Some(Pkt::Flush) => {
-                        req.extend_from_slice(b"0000");
-                        break;
-                    }
-                    Some(p) => p.append_to(&mut req),
-                }
-            }
+        if push_options && !read_to_flush(input, &mut req, |_| {})? {
+            return Err(Error::Closed);
         }
         if updates {
             read_pack(input, &mut req, hash_len).map_err(Error::Pack)?;
         }
         // Not idempotent: one try.
         self.rpc("git-receive-pack", req, false, false, out)
+    }
+}
+
+/// Reads pkt-lines from git into `req` up to and including the next
+/// flush-pkt; `inspect` sees every other packet first. `Ok(false)`: git hung
+/// up before sending anything (`req` still empty); an end after some
+/// packets is [`Error::Closed`].
+fn read_to_flush(
+    input: &mut impl BufRead,
+    req: &mut Vec<u8>,
+    mut inspect: impl FnMut(&Pkt),
+) -> Result<bool> {
+    loop {
+        match read_pkt(input).map_err(git_io)? {
+            None if req.is_empty() => return Ok(false),
+            None => return Err(Error::Closed),
+            Some(Pkt::Flush) => {
+                req.extend_from_slice(b"0000");
+                return Ok(true);
+            }
+            Some(p) => {
+                inspect(&p);
+                p.append_to(req);
+            }
+        }
     }
 }
 

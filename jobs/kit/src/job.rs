@@ -107,6 +107,60 @@ pub trait Job {
     ) -> impl Future<Output = Result<Outcome, Self::Error>>;
 }
 
+/// What `config.rs` provides: the config, every flag validated, from the
+/// raw flags (exit 2 with a one-line cause before any network call).
+pub trait FromArgs: Sized {
+    type Args: clap::Parser;
+    fn from_args(args: Self::Args, env: &dyn Env) -> Result<Self, UsageError>;
+}
+
+/// A [`Job`] whose config builds itself ([`FromArgs`]): only the name, the
+/// error type and the work are left to say. Every `Work` is a `Job` (the
+/// blanket impl below), so `kit::job::main::<J>()` runs it unchanged.
+///
+/// ```ignore
+/// impl kit::job::FromArgs for Config {            // config.rs
+///     type Args = Args;
+///     fn from_args(args: Args, env: &dyn Env) -> Result<Config, UsageError> { … }
+/// }
+/// impl kit::job::Work for Job {                    // run.rs
+///     const NAME: &'static str = "notify-argocd";
+///     type Config = Config;
+///     type Error = Error;
+///     async fn run(config: Config, env: &dyn Env) -> Result<Outcome, Error> { … }
+/// }
+/// ```
+pub trait Work {
+    /// The binary's name, the prefix of its error line.
+    const NAME: &'static str;
+    /// A multi-threaded runtime (2 workers) instead of the current thread.
+    const MULTI_THREAD: bool = false;
+    type Config: FromArgs;
+    type Error: Failure;
+
+    /// [`Job::run`]. (A job with a whole-job deadline implements [`Job`].)
+    fn run(
+        config: Self::Config,
+        env: &dyn Env,
+    ) -> impl Future<Output = Result<Outcome, Self::Error>>;
+}
+
+impl<W: Work> Job for W {
+    const NAME: &'static str = W::NAME;
+    const MULTI_THREAD: bool = W::MULTI_THREAD;
+    type Args = <W::Config as FromArgs>::Args;
+    type Config = W::Config;
+    type Error = W::Error;
+
+    fn config(args: Self::Args, env: &dyn Env) -> Result<W::Config, UsageError> {
+        W::Config::from_args(args, env)
+    }
+
+    fn run(config: W::Config, env: &dyn Env) -> impl Future<Output = Result<Outcome, W::Error>> {
+        W::run(config, env)
+    }
+}
+
 /// The whole `main` of a job binary.
 pub fn main<J: Job>() -> ExitCode {
     let args = crate::cli::parse::<J::Args>();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kit::env::Env;
 use kit::http::HttpOptions;
-use kit::job::UsageError;
+use kit::job::{FromArgs, UsageError};
 use kit::secret::Secret;
 use url::Url;
 
@@ -65,8 +65,10 @@ fn duration(flag: &str, value: &str) -> Result<Duration, UsageError> {
     kit::duration::parse(value).map_err(|e| UsageError::with_source(flag.to_string(), e))
 }
 
-impl Config {
-    pub fn from_args(args: Args, env: &dyn Env) -> Result<Config, UsageError> {
+impl FromArgs for Config {
+    type Args = Args;
+
+    fn from_args(args: Args, env: &dyn Env) -> Result<Config, UsageError> {
         let server = nonempty(args.server)
             .ok_or_else(|| UsageError::new("no server: give --server URL (ARGOCD_SERVER)"))?;
         let base = parse_server(&server)?;

@@ -1,7 +1,8 @@
 //! Argo CD's answers as typed structs: the parts of the swagger spec's
 //! definitions (`v1alpha1Application` and what it holds, the session and
 //! list answers, the watch stream's lines) this job reads. Names follow the
-//! spec; what Argo CD may leave out is an `Option`. Fields the job does not
+//! spec; what Argo CD may leave out is an `Option` (serde reads a missing
+//! or `null` one as `None`). Fields the job does not
 //! read are not declared (serde skips them), so a newer Argo CD that adds
 //! fields still reads; a field of the wrong type is an unexpected answer
 //! (exit 3), never a default.
@@ -14,12 +15,9 @@ use time::format_description::well_known::Rfc3339;
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Application {
     pub metadata: ObjectMeta,
-    #[serde(default)]
     pub spec: Option<ApplicationSpec>,
-    #[serde(default)]
     pub status: Option<ApplicationStatus>,
     /// Set while an operation is requested or running.
-    #[serde(default)]
     pub operation: Option<Operation>,
 }
 
@@ -28,7 +26,6 @@ pub struct Application {
 #[serde(rename_all = "camelCase")]
 pub struct ObjectMeta {
     pub name: String,
-    #[serde(default)]
     pub namespace: Option<String>,
     #[serde(default, deserialize_with = "timestamp")]
     pub deletion_timestamp: Option<OffsetDateTime>,
@@ -38,14 +35,10 @@ pub struct ObjectMeta {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationSpec {
-    #[serde(default)]
     pub project: Option<String>,
-    #[serde(default)]
     pub source: Option<ApplicationSource>,
     /// Multi-source apps have `sources` instead of `source`.
-    #[serde(default)]
     pub sources: Option<Vec<ApplicationSource>>,
-    #[serde(default)]
     pub sync_policy: Option<SyncPolicy>,
 }
 
@@ -53,20 +46,16 @@ pub struct ApplicationSpec {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationSource {
-    #[serde(default, rename = "repoURL")]
+    #[serde(rename = "repoURL")]
     pub repo_url: Option<String>,
-    #[serde(default)]
     pub path: Option<String>,
-    #[serde(default)]
     pub chart: Option<String>,
-    #[serde(default)]
     pub target_revision: Option<String>,
 }
 
 /// `v1alpha1SyncPolicy`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct SyncPolicy {
-    #[serde(default)]
     pub automated: Option<SyncPolicyAutomated>,
 }
 
@@ -75,11 +64,8 @@ pub struct SyncPolicy {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncPolicyAutomated {
-    #[serde(default)]
     pub enabled: Option<bool>,
-    #[serde(default)]
     pub prune: Option<bool>,
-    #[serde(default)]
     pub self_heal: Option<bool>,
 }
 
@@ -87,17 +73,12 @@ pub struct SyncPolicyAutomated {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationStatus {
-    #[serde(default)]
     pub sync: Option<SyncStatus>,
-    #[serde(default)]
     pub health: Option<HealthStatus>,
-    #[serde(default)]
     pub operation_state: Option<OperationState>,
-    #[serde(default)]
     pub resources: Option<Vec<ResourceStatus>>,
     #[serde(default, deserialize_with = "timestamp")]
     pub reconciled_at: Option<OffsetDateTime>,
-    #[serde(default)]
     pub history: Option<Vec<RevisionHistory>>,
 }
 
@@ -105,20 +86,15 @@ pub struct ApplicationStatus {
 /// source, in order) for several.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct SyncStatus {
-    #[serde(default)]
     pub status: Option<String>,
-    #[serde(default)]
     pub revision: Option<String>,
-    #[serde(default)]
     pub revisions: Option<Vec<String>>,
 }
 
 /// `v1alpha1AppHealthStatus` / `v1alpha1HealthStatus`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct HealthStatus {
-    #[serde(default)]
     pub status: Option<String>,
-    #[serde(default)]
     pub message: Option<String>,
 }
 
@@ -126,44 +102,34 @@ pub struct HealthStatus {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OperationState {
-    #[serde(default)]
     pub operation: Option<Operation>,
-    #[serde(default)]
     pub phase: Option<String>,
-    #[serde(default)]
     pub message: Option<String>,
     #[serde(default, deserialize_with = "timestamp")]
     pub started_at: Option<OffsetDateTime>,
     #[serde(default, deserialize_with = "timestamp")]
     pub finished_at: Option<OffsetDateTime>,
-    #[serde(default)]
     pub sync_result: Option<SyncOperationResult>,
 }
 
 /// `v1alpha1Operation`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Operation {
-    #[serde(default)]
     pub sync: Option<SyncOperation>,
 }
 
 /// `v1alpha1SyncOperation`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct SyncOperation {
-    #[serde(default)]
     pub revision: Option<String>,
-    #[serde(default)]
     pub revisions: Option<Vec<String>>,
 }
 
 /// `v1alpha1SyncOperationResult`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct SyncOperationResult {
-    #[serde(default)]
     pub revision: Option<String>,
-    #[serde(default)]
     pub revisions: Option<Vec<String>>,
-    #[serde(default)]
     pub resources: Option<Vec<ResourceResult>>,
 }
 
@@ -171,32 +137,21 @@ pub struct SyncOperationResult {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceResult {
-    #[serde(default)]
     pub kind: Option<String>,
-    #[serde(default)]
     pub namespace: Option<String>,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub status: Option<String>,
-    #[serde(default)]
     pub message: Option<String>,
-    #[serde(default)]
     pub hook_phase: Option<String>,
 }
 
 /// `applicationv1alpha1ResourceStatus`: one resource of the app.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct ResourceStatus {
-    #[serde(default)]
     pub kind: Option<String>,
-    #[serde(default)]
     pub namespace: Option<String>,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub status: Option<String>,
-    #[serde(default)]
     pub health: Option<HealthStatus>,
 }
 
@@ -204,11 +159,8 @@ pub struct ResourceStatus {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RevisionHistory {
-    #[serde(default)]
     pub id: Option<i64>,
-    #[serde(default)]
     pub revision: Option<String>,
-    #[serde(default)]
     pub revisions: Option<Vec<String>>,
     #[serde(default, deserialize_with = "timestamp")]
     pub deployed_at: Option<OffsetDateTime>,
@@ -218,14 +170,12 @@ pub struct RevisionHistory {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct ApplicationList {
     /// Argo CD sends `null` for an empty list.
-    #[serde(default)]
     pub items: Option<Vec<Application>>,
 }
 
 /// `sessionSessionResponse`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SessionResponse {
-    #[serde(default)]
     pub token: Option<String>,
 }
 
@@ -233,9 +183,7 @@ pub struct SessionResponse {
 /// v1alpha1ApplicationWatchEvent".
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct StreamLine {
-    #[serde(default)]
     pub result: Option<WatchEvent>,
-    #[serde(default)]
     pub error: Option<StreamError>,
 }
 
@@ -243,7 +191,7 @@ pub struct StreamLine {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct WatchEvent {
     /// `ADDED`, `MODIFIED`, `DELETED`; absent means a change.
-    #[serde(default, rename = "type")]
+    #[serde(rename = "type")]
     pub kind: Option<String>,
     pub application: Application,
 }
@@ -251,11 +199,8 @@ pub struct WatchEvent {
 /// `runtimeStreamError`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct StreamError {
-    #[serde(default)]
     pub grpc_code: Option<i32>,
-    #[serde(default)]
     pub http_code: Option<i32>,
-    #[serde(default)]
     pub message: Option<String>,
 }
 

@@ -7,12 +7,11 @@ use std::time::{Duration, Instant};
 
 use kit::env::Env;
 use kit::http::RetryPolicy;
-use kit::job::{Outcome, UsageError};
+use kit::job::Outcome;
 use kit::joblog;
 use kit::secret::{Redactor, Secret};
 
 use crate::api::Api;
-use crate::cli::Args;
 use crate::config::{Config, Credentials};
 use crate::error::Error;
 use crate::state::short;
@@ -21,16 +20,11 @@ use crate::watch::{Row, Rows, WaitOptions, Waited, wait_app};
 /// notify-argocd, for `kit::job::main`.
 pub struct Job;
 
-impl kit::job::Job for Job {
+impl kit::job::Work for Job {
     const NAME: &'static str = "notify-argocd";
     const MULTI_THREAD: bool = true;
-    type Args = Args;
     type Config = Config;
     type Error = Error;
-
-    fn config(args: Args, env: &dyn Env) -> Result<Config, UsageError> {
-        Config::from_args(args, env)
-    }
 
     // No `deadline`: `--timeout` is enforced in `run`, which knows what
     // each app was still waiting for when it passed.

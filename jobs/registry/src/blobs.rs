@@ -60,11 +60,8 @@ impl Registry {
     ) -> Result<Vec<u8>> {
         let url = self.url(&format!("{repo}/blobs/{digest}"));
         let what = format!("reading blob {digest} from {}/{repo}", self.inner.name);
-        let timeout = blob_timeout(self.inner.base_timeout, max_bytes as u64);
         let resp = self
-            .send_timed(&what, &Scope::pull(repo), timeout, "GET", &url, |c, u| {
-                c.get(u)
-            })
+            .get_blob(&what, &Scope::pull(repo), max_bytes as u64, &url)
             .await?;
         let resp = self.check(resp, "GET", &what).await?;
         let bytes = self.body(resp, max_bytes, &what).await?;
@@ -300,14 +297,7 @@ impl Registry {
         let src_url = src.url(&format!("{src_repo}/blobs/{digest}"));
         let what = format!("reading blob {digest} from {}/{src_repo}", src.inner.name);
         let resp = src
-            .send_timed(
-                &what,
-                &Scope::pull(src_repo),
-                blob_timeout(src.inner.base_timeout, blob.size),
-                "GET",
-                &src_url,
-                |c, u| c.get(u),
-            )
+            .get_blob(&what, &Scope::pull(src_repo), blob.size, &src_url)
             .await
             .map_err(Attempt::Fatal)?;
         let resp = src

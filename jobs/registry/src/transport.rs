@@ -87,6 +87,15 @@ pub(crate) fn header(resp: &Response, name: impl reqwest::header::AsHeaderName) 
         .map(str::to_string)
 }
 
+/// What one request is: for the log and errors (`what`), the token scope,
+/// the method and the URL.
+struct Call<'a> {
+    what: &'a str,
+    scope: &'a Scope,
+    method: &'static str,
+    url: &'a Url,
+}
+
 impl Registry {
     fn is_https(&self) -> bool {
         self.inner.base_url.scheme() == "https"
@@ -163,42 +172,53 @@ impl Registry {
         F: Fn(&Client, Url) -> RequestBuilder,
     {
         let timeout = blob_timeout(self.inner.base_timeout, body_len);
-        self.exchange(what, scope, (body_len, timeout), method, url, make)
-            .await
+        let call = Call {
+            what,
+            scope,
+            method,
+            url,
+        };
+        self.exchange(call, (body_len, timeout), make).await
     }
 
-    /// [`Registry::send`] with a given whole-request timeout (body included),
-    /// so a stalled connection fails (and is retried) instead of hanging.
-    pub(crate) async fn send_timed<F>(
+    /// `GET` of a blob of `size` bytes (auth and retries as [`Registry::send`]),
+    /// with a whole-request timeout that grows with `size` (the body
+    /// included), so a stalled download fails (and is retried) instead of
+    /// hanging.
+    pub(crate) async fn get_blob(
         &self,
         what: &str,
         scope: &Scope,
-        timeout: Duration,
-        method: &'static str,
+        size: u64,
         url: &Url,
-        make: F,
-    ) -> Result<Response>
-    where
-        F: Fn(&Client, Url) -> RequestBuilder,
-    {
-        self.exchange(what, scope, (0, timeout), method, url, make)
-            .await
+    ) -> Result<Response> {
+        let timeout = blob_timeout(self.inner.base_timeout, size);
+        let call = Call {
+            what,
+            scope,
+            method: "GET",
+            url,
+        };
+        self.exchange(call, (0, timeout), |c, u| c.get(u)).await
     }
 
     /// [`Registry::send`]'s work; `sizing` is the body length (counted)
     /// and the whole-request timeout.
     async fn exchange<F>(
         &self,
-        what: &str,
-        scope: &Scope,
+        call: Call<'_>,
         sizing: (u64, Duration),
-        method: &'static str,
-        url: &Url,
         make: F,
     ) -> Result<Response>
     where
         F: Fn(&Client, Url) -> RequestBuilder,
     {
+        let Call {
+            what,
+            scope,
+            method,
+            url,
+        } = call;
         let (body_len, timeout) = sizing;
         self.refuse_downgrade(what, "URL", url)?;
         if !self.same_origin(url) {
