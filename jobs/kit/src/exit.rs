@@ -1,9 +1,10 @@
-//! The exit codes every job uses (DESIGN.md) and the error type that carries
+//! The exit codes every job uses (listed in the root README.md and each
+//! job's README) and the error type that carries
 //! them from the library to `main`.
 
 use std::fmt;
 
-/// What went wrong, in the terms of DESIGN.md's exit-code table.
+/// What went wrong, in the terms of the exit codes the READMEs list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ExitKind {
     /// Policy said no: findings over the gate, signature invalid, app Degraded.
