@@ -567,9 +567,10 @@ fn signed_at_the_source_verifies_at_the_destination_with_sign_image() {
     }
 }
 
-/// `.tools/bin/cosign-v3`, or a panic saying how to build it.
-fn cosign_v3() -> std::path::PathBuf {
-    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/bin/cosign-v3");
+/// `.tools/bin/cosign-v<major>`, or a panic saying how to build it.
+fn cosign_bin(major: u8) -> std::path::PathBuf {
+    let bin =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../.tools/bin/cosign-v{major}"));
     assert!(
         bin.is_file(),
         "{} is missing: build it with `bash scripts/install-peers.sh cosign` (Go and the Go module proxy needed)",
@@ -578,38 +579,70 @@ fn cosign_v3() -> std::path::PathBuf {
     bin
 }
 
-/// cosign v3 in `dir`, clean environment, key-based and offline.
-fn cosign(dir: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(cosign_v3())
+/// cosign v`major` in `dir`, clean environment, key-based and offline;
+/// panics with its output unless it ends as `ok` says.
+fn cosign(major: u8, dir: &Path, args: &[&str], ok: bool) -> String {
+    let out = std::process::Command::new(cosign_bin(major))
         .args(args)
         .current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", dir)
         .env("DOCKER_CONFIG", dir.join("no-docker-config"))
-        .env("COSIGN_PASSWORD", "cosign-v3-pw")
+        .env("COSIGN_PASSWORD", "cosign-pw")
         .env("COSIGN_YES", "true")
         .stdin(std::process::Stdio::null())
         .output()
-        .unwrap()
-}
-
-/// A digest signed by the real cosign v3.1.3 (its default: a Sigstore
-/// bundle as an OCI referrer; on docker-registry 2.8 through the referrers
-/// tag schema) verifies at DST with `cosign verify` after promotion, in all
-/// four pairings of the two kinds; promoted without signatures it does not.
-/// Key-based without Rekor, cosign 3 signs with `--use-signing-config=false
-/// --tlog-upload=false` and verifies with `--insecure-ignore-tlog`.
-#[test]
-fn signed_with_cosign_v3_at_the_source_verifies_at_the_destination_with_cosign_v3() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let out = cosign(dir, &["generate-key-pair"]);
-    assert!(
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
         out.status.success(),
-        "{}",
+        ok,
+        "cosign-v{major} {args:?}: {stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+/// What cosign v`major` needs to sign or attest key-based without Rekor.
+fn cosign_offline(major: u8) -> &'static [&'static str] {
+    if major == 3 {
+        // `--tlog-upload=false` alone is refused while a signing config is used.
+        &[
+            "--use-signing-config=false",
+            "--tlog-upload=false",
+            "--allow-http-registry",
+        ]
+    } else {
+        &["--tlog-upload=false", "--allow-http-registry"]
+    }
+}
+
+/// A digest signed and attested at SRC by the real cosign v3.1.3 (its
+/// default: Sigstore bundles as OCI referrers; on docker-registry 2.8
+/// through the referrers tag schema) and by cosign v2.6.5 (the `.sig` and
+/// `.att` tags) verifies at DST after promotion with `cosign verify` and
+/// `cosign verify-attestation` of both versions, in all four pairings of
+/// the two kinds; promoted without signatures it does not. Key-based
+/// without Rekor: see [`cosign_offline`]; verifying takes
+/// `--insecure-ignore-tlog=true`.
+#[test]
+fn signed_and_attested_with_cosign_v2_and_v3_at_the_source_verify_at_the_destination() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    cosign(3, dir, &["generate-key-pair"], true);
+    let predicate = dir.join("sbom.json");
+    std::fs::write(
+        &predicate,
+        r#"{"bomFormat":"CycloneDX","specVersion":"1.6","components":[]}"#,
+    )
+    .unwrap();
+    let predicate = predicate.to_str().unwrap();
+    std::fs::write(
+        dir.join("empty-trusted-root.json"),
+        r#"{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}"#,
+    )
+    .unwrap();
     let start = |api: bool| -> Box<dyn AnyRegistry> {
         if api {
             Box::new(OciRegistry::start())
@@ -625,80 +658,67 @@ fn signed_with_cosign_v3_at_the_source_verifies_at_the_destination_with_cosign_v
         let pair = format!("{} -> {}", src.kind(), dst.kind());
         let img = push_image_to(src.as_ref(), "team/app", "1", &spec(20 + seed as u64));
         let signed = format!("{}/team/app@{}", src.host(), img.digest);
-        let out = cosign(
-            dir,
-            &[
-                "sign",
+        for major in [3, 2] {
+            let offline = cosign_offline(major);
+            let mut sign = vec!["sign", "--key", "cosign.key"];
+            sign.extend(offline);
+            sign.push(&signed);
+            cosign(major, dir, &sign, true);
+            let mut attest = vec!["attest", "--key", "cosign.key", "--type", "cyclonedx"];
+            attest.extend(["--predicate", predicate]);
+            attest.extend(offline);
+            attest.push(&signed);
+            cosign(major, dir, &attest, true);
+        }
+        let verify = |major: u8, image: &str, ok: bool| {
+            let mut common = vec![
                 "--key",
-                "cosign.key",
-                "--use-signing-config=false",
-                "--tlog-upload=false",
+                "cosign.pub",
+                "--insecure-ignore-tlog=true",
                 "--allow-http-registry",
-                &signed,
-            ],
-        );
-        assert!(
-            out.status.success(),
-            "{pair}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let verify = |image: &str| {
-            cosign(
-                dir,
-                &[
-                    "verify",
-                    "--key",
-                    "cosign.pub",
-                    "--insecure-ignore-tlog=true",
-                    "--allow-http-registry",
-                    image,
-                ],
-            )
+            ];
+            if major == 2 {
+                // cosign 2 reads the bundles beside the `.sig` and then wants a
+                // trusted root even for a key: an empty one will do offline.
+                common.extend(["--trusted-root", "empty-trusted-root.json"]);
+            }
+            let mut v = vec!["verify"];
+            v.extend(&common);
+            v.push(image);
+            let out = cosign(major, dir, &v, ok);
+            let mut a = vec!["verify-attestation", "--type", "cyclonedx"];
+            a.extend(&common);
+            a.push(image);
+            cosign(major, dir, &a, ok);
+            out
         };
-        let at_src = verify(&signed);
-        assert!(
-            at_src.status.success(),
-            "{pair}: {}",
-            String::from_utf8_lossy(&at_src.stderr)
-        );
         let insecure = [src.host(), dst.host()];
+        let src_ref = format!("{}/team/app:1", src.host());
         let r = promote(
             dir,
-            &[
-                &format!("{}/team/app:1", src.host()),
-                &format!("{}/prod/app:1", dst.host()),
-            ],
+            &[&src_ref, &format!("{}/prod/app:1", dst.host())],
             &insecure,
         );
         assert!(
-            r.stderr.contains("1 referrer(s) copied"),
+            r.stderr
+                .contains("2 tag(s) written, 0 unchanged; 2 referrer(s) copied"),
             "{pair}: {}",
             r.stderr
         );
-        let at_dst = verify(&format!("{}/prod/app@{}", dst.host(), img.digest));
-        assert!(
-            at_dst.status.success(),
-            "{pair}: cosign v3 refused the promoted signature: {}",
-            String::from_utf8_lossy(&at_dst.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&at_dst.stdout);
-        assert!(
-            stdout.contains("https://sigstore.dev/cosign/sign/v1"),
-            "{pair}: {stdout}"
-        );
+        let promoted = format!("{}/prod/app@{}", dst.host(), img.digest);
+        for major in [3, 2] {
+            let out = verify(major, &promoted, true);
+            assert!(out.contains(&img.digest), "{pair}: cosign-v{major}: {out}");
+        }
         promote(
             dir,
             &[
-                &format!("{}/team/app:1", src.host()),
+                &src_ref,
                 &format!("{}/bare/app:1", dst.host()),
                 "--with-signatures=false",
             ],
             &insecure,
         );
-        let bare = verify(&format!("{}/bare/app@{}", dst.host(), img.digest));
-        assert!(
-            !bare.status.success(),
-            "{pair}: verified without signatures"
-        );
+        verify(3, &format!("{}/bare/app@{}", dst.host(), img.digest), false);
     }
 }
