@@ -112,6 +112,12 @@ pub trait Job {
 pub trait FromArgs: Sized {
     type Args: clap::Parser;
     fn from_args(args: Self::Args, env: &dyn Env) -> Result<Self, UsageError>;
+
+    /// The whole-job deadline the flags set (e.g. `--timeout`), if any: a
+    /// [`Work`] job's [`Job::deadline`]. Past it the job exits 4.
+    fn deadline(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// A [`Job`] whose config builds itself ([`FromArgs`]): only the name, the
@@ -138,7 +144,7 @@ pub trait Work {
     type Config: FromArgs;
     type Error: Failure;
 
-    /// [`Job::run`]. (A job with a whole-job deadline implements [`Job`].)
+    /// [`Job::run`].
     fn run(
         config: Self::Config,
         env: &dyn Env,
@@ -154,6 +160,10 @@ impl<W: Work> Job for W {
 
     fn config(args: Self::Args, env: &dyn Env) -> Result<W::Config, UsageError> {
         W::Config::from_args(args, env)
+    }
+
+    fn deadline(config: &W::Config) -> Option<Duration> {
+        config.deadline()
     }
 
     fn run(config: W::Config, env: &dyn Env) -> impl Future<Output = Result<Outcome, W::Error>> {
@@ -263,5 +273,73 @@ mod tests {
     fn cause_line_joins_the_chain_and_hides_url_credentials() {
         let line = cause_line(&Error::Read(Inner::Refused));
         assert_eq!(line, "reading https://example.com/v2/: connection refused");
+    }
+
+    /// A `Work` job: `--sleep-ms` of work, `--timeout-ms` as the config's
+    /// deadline, `--refuse` for exit 1, an empty `--name` is a usage error.
+    #[derive(Debug, clap::Parser)]
+    struct SleepArgs {
+        #[arg(long, default_value = "x")]
+        name: String,
+        #[arg(long, default_value_t = 0)]
+        sleep_ms: u64,
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        #[arg(long)]
+        refuse: bool,
+    }
+
+    struct SleepConfig(SleepArgs);
+
+    impl FromArgs for SleepConfig {
+        type Args = SleepArgs;
+        fn from_args(args: SleepArgs, _env: &dyn Env) -> Result<Self, UsageError> {
+            if args.name.is_empty() {
+                return Err(UsageError::new("--name is empty"));
+            }
+            Ok(SleepConfig(args))
+        }
+        fn deadline(&self) -> Option<Duration> {
+            self.0.timeout_ms.map(Duration::from_millis)
+        }
+    }
+
+    struct Sleeper;
+
+    impl Work for Sleeper {
+        const NAME: &'static str = "sleeper";
+        type Config = SleepConfig;
+        type Error = UsageError;
+        async fn run(c: SleepConfig, _env: &dyn Env) -> Result<Outcome, UsageError> {
+            tokio::time::sleep(Duration::from_millis(c.0.sleep_ms)).await;
+            Ok(match c.0.refuse {
+                true => Outcome::Refused("no".into()),
+                false => Outcome::Done,
+            })
+        }
+    }
+
+    fn exit_of(argv: &[&str]) -> ExitCode {
+        let args = crate::cli::try_parse_from::<SleepArgs, _, _>(
+            std::iter::once("sleeper").chain(argv.iter().copied()),
+        )
+        .unwrap();
+        execute::<Sleeper>(args, &crate::env::MapEnv::new([]))
+    }
+
+    #[test]
+    fn a_work_job_runs_as_a_job_with_its_configs_deadline() {
+        let code = |c: u8| ExitCode::from(c);
+        assert_eq!(exit_of(&[]), ExitCode::SUCCESS);
+        assert_eq!(exit_of(&["--refuse"]), code(1));
+        assert_eq!(exit_of(&["--name="]), code(2));
+        assert_eq!(
+            exit_of(&["--sleep-ms", "50", "--timeout-ms", "5000"]),
+            ExitCode::SUCCESS
+        );
+        assert_eq!(
+            exit_of(&["--sleep-ms", "5000", "--timeout-ms", "20"]),
+            code(4)
+        );
     }
 }
