@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use kit::credentials::Credentials;
 use kit::env::Env;
 use kit::http::RetryPolicy;
-use kit::job::UsageError;
+use kit::job::{FromArgs, UsageError};
 use kit::reference::ImageRef;
 
 use crate::cli::Args;
@@ -33,8 +33,10 @@ pub struct Config {
     pub with_signatures: bool,
 }
 
-impl Config {
-    pub fn from_args(a: Args, _env: &dyn Env) -> Result<Config, UsageError> {
+impl FromArgs for Config {
+    type Args = Args;
+
+    fn from_args(a: Args, _env: &dyn Env) -> Result<Config, UsageError> {
         let src = ImageRef::parse(&a.src).map_err(|e| UsageError::new(format!("SRC: {e}")))?;
         let dst = ImageRef::parse(&a.dst).map_err(|e| UsageError::new(format!("DST: {e}")))?;
         if dst.digest.is_some() {

@@ -2,27 +2,21 @@
 
 use kit::dotenv::Dotenv;
 use kit::env::Env;
-use kit::job::{Outcome, UsageError};
+use kit::job::Outcome;
 
-use crate::cli::Args;
 use crate::config::Config;
 use crate::error::Error;
 
 /// promote-image for [`kit::job::main`].
 pub struct Job;
 
-impl kit::job::Job for Job {
+impl kit::job::Work for Job {
     const NAME: &'static str = "promote-image";
     /// Blobs stream in parallel (`--parallel`): two workers keep a slow
     /// source read from stalling the uploads beside it.
     const MULTI_THREAD: bool = true;
-    type Args = Args;
     type Config = Config;
     type Error = Error;
-
-    fn config(args: Args, env: &dyn Env) -> Result<Config, UsageError> {
-        Config::from_args(args, env)
-    }
 
     async fn run(config: Config, env: &dyn Env) -> Result<Outcome, Error> {
         run(config, env).await
