@@ -251,6 +251,13 @@ pub struct Args {
     #[arg(long, env = "SCAN_BASELINE", value_name = "FILE")]
     pub baseline: Option<PathBuf>,
 
+    /// Gate only on findings the baseline did not have (--baseline FILE, or
+    /// with --mr-note the target branch's last report): findings already on
+    /// the target branch do not fail the merge request. Without a baseline
+    /// every finding counts (logged).
+    #[arg(long, env = "SCAN_FAIL_ON_NEW")]
+    pub fail_on_new: bool,
+
     /// The trivy executable.
     #[arg(long, env = "SCAN_TRIVY", value_name = "PATH", default_value = "trivy")]
     pub trivy: PathBuf,

@@ -50,6 +50,11 @@ pub struct Config {
     pub trivy: PathBuf,
     /// `--mr-note` in a merge-request pipeline.
     pub mr_note: Option<MrNote>,
+    /// `--baseline FILE`, read (checked to be a report when the run starts,
+    /// so a bad one still gets a failure report).
+    pub baseline_file: Option<(PathBuf, Vec<u8>)>,
+    /// `--fail-on-new`.
+    pub fail_on_new: bool,
 }
 
 /// Where and how the merge-request note is posted.
@@ -68,8 +73,8 @@ pub struct MrNote {
 /// What the note compares with.
 #[derive(Debug)]
 pub enum BaselineSource {
-    /// `--baseline FILE`, read (checked to be a report when the run starts).
-    File { path: PathBuf, bytes: Vec<u8> },
+    /// `--baseline FILE` ([`Config::baseline_file`]).
+    File(PathBuf),
     /// The last `artifact` of `job` on `branch` (job artifacts API).
     Artifact {
         branch: String,
@@ -247,8 +252,24 @@ impl Config {
             ));
         }
         let mr_note = mr_note(&args, env)?;
+        // Read here (exit 2 when unreadable); checked to be a report when
+        // the run starts.
+        let baseline_file = match &args.baseline {
+            Some(path) => {
+                let bytes = std::fs::read(path).map_err(|e| {
+                    UsageError::with_source(
+                        format!("--baseline (SCAN_BASELINE): cannot read {}", path.display()),
+                        e,
+                    )
+                })?;
+                Some((path.clone(), bytes))
+            }
+            None => None,
+        };
         Ok(Config {
             mr_note,
+            baseline_file,
+            fail_on_new: args.fail_on_new,
             image,
             source,
             outputs,
@@ -284,24 +305,10 @@ fn mr_note(args: &Args, env: &dyn Env) -> Result<Option<MrNote>, UsageError> {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
     };
-    // Read here (exit 2 when unreadable); checked to be a report when the
-    // run starts, so that a bad one still gets a failure report written.
-    let baseline_file = match &args.baseline {
-        Some(path) => {
-            let bytes = std::fs::read(path).map_err(|e| {
-                UsageError::with_source(
-                    format!("--baseline (SCAN_BASELINE): cannot read {}", path.display()),
-                    e,
-                )
-            })?;
-            Some((path.clone(), bytes))
-        }
-        None => None,
-    };
     if !args.mr_note {
-        if args.baseline.is_some() {
+        if args.baseline.is_some() && !args.fail_on_new {
             joblog::warn(
-                "--baseline (SCAN_BASELINE) is what --mr-note compares with; without --mr-note it is not used",
+                "--baseline (SCAN_BASELINE) is what --mr-note and --fail-on-new compare with; without them it is not used",
             );
         }
         return Ok(None);
@@ -348,8 +355,8 @@ fn mr_note(args: &Args, env: &dyn Env) -> Result<Option<MrNote>, UsageError> {
     let project = given(&args.project_id)
         .ok_or_else(|| UsageError::new("--mr-note needs --project-id (CI_PROJECT_ID)"))?;
     let job_name = env.var("CI_JOB_NAME").filter(|j| !j.is_empty());
-    let baseline = match baseline_file {
-        Some((path, bytes)) => BaselineSource::File { path, bytes },
+    let baseline = match &args.baseline {
+        Some(path) => BaselineSource::File(path.clone()),
         None => match (
             given(&args.target_branch),
             given(&args.baseline_job).or(job_name.clone()),

@@ -115,11 +115,34 @@ pub struct NoteInput<'a> {
     pub image: &'a str,
     pub counts: &'a Counts,
     pub fail_on: FailOn,
+    /// With `--fail-on-new` and a baseline: the new findings over the gate.
+    pub new_over_gate: Option<u64>,
     pub platforms: &'a [String],
     pub current: &'a GitlabReport,
     pub baseline: &'a Baseline,
     /// A link to the job, when known.
     pub job_url: Option<&'a str>,
+}
+
+/// The findings of `current` at or above `level` that `baseline` does not
+/// have (same vulnerability, same package), worst first.
+pub fn new_at_or_above<'a>(
+    current: &'a GitlabReport,
+    baseline: &GitlabReport,
+    level: Severity,
+) -> Vec<&'a ReportFinding> {
+    let before: HashSet<(String, String)> = baseline
+        .vulnerabilities
+        .iter()
+        .map(|f| f.identity())
+        .collect();
+    let mut new: Vec<&ReportFinding> = current
+        .vulnerabilities
+        .iter()
+        .filter(|f| f.severity() >= level && !before.contains(&f.identity()))
+        .collect();
+    worst_first(&mut new);
+    new
 }
 
 /// `|`, `<`, `>` and line breaks neutralised for a Markdown table cell
@@ -177,10 +200,20 @@ fn table(rows: &[&ReportFinding], more: usize) -> String {
 pub fn render(n: &NoteInput<'_>) -> String {
     let c = n.counts;
     let over = c.total_over_gate();
-    let verdict = match n.fail_on {
-        FailOn::Never => "gate off (`--fail-on none`)".to_string(),
-        FailOn::AtOrAbove(l) if over == 0 => format!("gate **passed** (nothing at or above {l})"),
-        FailOn::AtOrAbove(l) => format!("gate **failed**: {over} finding(s) at or above {l}"),
+    let verdict = match (n.fail_on, n.new_over_gate) {
+        (FailOn::Never, _) => "gate off (`--fail-on none`)".to_string(),
+        (FailOn::AtOrAbove(l), Some(0)) => {
+            format!("gate **passed** (no new finding at or above {l}; `--fail-on-new`)")
+        }
+        (FailOn::AtOrAbove(l), Some(new)) => {
+            format!("gate **failed**: {new} new finding(s) at or above {l} (`--fail-on-new`)")
+        }
+        (FailOn::AtOrAbove(l), None) if over == 0 => {
+            format!("gate **passed** (nothing at or above {l})")
+        }
+        (FailOn::AtOrAbove(l), None) => {
+            format!("gate **failed**: {over} finding(s) at or above {l}")
+        }
     };
     let mut out = format!(
         "{}\n### Container scan of `{}`: {verdict}\n\n",
@@ -309,6 +342,7 @@ mod tests {
             current: &current,
             baseline: &baseline,
             job_url: None,
+            new_over_gate: None,
         });
         assert!(md.starts_with("<!-- m -->\n"));
         assert!(md.contains("**New** compared to `main`: 1"), "{md}");

@@ -86,8 +86,8 @@ pub struct PlatformReport<'a> {
 pub async fn run(config: &Config, env: &dyn Env) -> Result<Outcome, Error> {
     let started = OffsetDateTime::now_utc();
     // A baseline file that is not a report stops the run before the scan.
-    let baseline_file = match config.mr_note.as_ref().map(|n| &n.baseline) {
-        Some(BaselineSource::File { path, bytes }) => match mr_note::GitlabReport::parse(bytes) {
+    let baseline_file = match &config.baseline_file {
+        Some((path, bytes)) => match mr_note::GitlabReport::parse(bytes) {
             Ok(r) => Some(r),
             Err(source) => {
                 let e = Error::Baseline {
@@ -98,7 +98,7 @@ pub async fn run(config: &Config, env: &dyn Env) -> Result<Outcome, Error> {
                 return Err(e);
             }
         },
-        _ => None,
+        None => None,
     };
     let sandbox = Sandbox::new()?;
     let (reports, from_trivy): (Vec<PlatformReport<'_>>, bool) = match &config.source {
@@ -194,7 +194,8 @@ pub async fn run(config: &Config, env: &dyn Env) -> Result<Outcome, Error> {
         ));
     }
     joblog::info(format!("reports written: {}", written.join(", ")));
-    let scanned = Scanned {
+    let mut scanned = Scanned {
+        new_over_gate: None,
         platforms: merge.labels.join(","),
         digests: reports
             .iter()
@@ -210,35 +211,11 @@ pub async fn run(config: &Config, env: &dyn Env) -> Result<Outcome, Error> {
         config.severity_threshold,
         &scanned,
     )?;
-    let outcome = gate(&counts, config.fail_on);
-    if let Some(note) = &config.mr_note {
-        post_note(
-            config,
-            note,
-            baseline_file,
-            &ctx.image,
-            &counts,
-            &merge.labels,
-            env,
-        )
-        .await?;
+    let mut outcome = gate(&counts, config.fail_on);
+    if config.mr_note.is_none() && !config.fail_on_new {
+        return Ok(outcome);
     }
-    Ok(outcome)
-}
-
-/// The merge-request note: this run's GitLab report (read back as written)
-/// against the baseline, posted once per merge request and scan job; a
-/// re-run edits the note it finds by its marker.
-async fn post_note(
-    config: &Config,
-    note: &MrNote,
-    baseline_file: Option<mr_note::GitlabReport>,
-    image: &str,
-    counts: &Counts,
-    platforms: &[String],
-    env: &dyn Env,
-) -> Result<(), Error> {
-    let gitlab = |what: String| move |source| Error::Gitlab { what, source };
+    // This run's findings as GitLab got them, and what they are compared with.
     let current = std::fs::read(&config.outputs.gitlab_report)
         .ok()
         .and_then(|b| mr_note::GitlabReport::parse(&b).ok())
@@ -248,13 +225,99 @@ async fn post_note(
                 config.outputs.gitlab_report.display()
             )))
         })?;
-    let api = gitlab::Api::new(&note.api_url, &note.project, note.token.clone(), env)?;
-    let baseline = match &note.baseline {
-        BaselineSource::File { path, .. } => mr_note::Baseline::Report {
+    let api = config
+        .mr_note
+        .as_ref()
+        .map(|n| gitlab::Api::new(&n.api_url, &n.project, n.token.clone(), env))
+        .transpose()?;
+    let baseline = baseline(config, baseline_file, api.as_ref()).await?;
+    let mut new_gate = None;
+    if config.fail_on_new {
+        match (&baseline, config.fail_on) {
+            (mr_note::Baseline::Report { what, report }, FailOn::AtOrAbove(level)) => {
+                let new = mr_note::new_at_or_above(&current, report, level);
+                new_gate = Some(new.len() as u64);
+                outcome = gate_new(&new, counts.total_over_gate(), level, what);
+                scanned.new_over_gate = Some(new.len() as u64);
+                counts.write_dotenv(
+                    &config.outputs.dotenv,
+                    config.image.as_deref(),
+                    config.fail_on,
+                    config.severity_threshold,
+                    &scanned,
+                )?;
+            }
+            (mr_note::Baseline::Missing(why), FailOn::AtOrAbove(_)) => joblog::warn(format!(
+                "--fail-on-new: no baseline ({why}); the gate counts every finding"
+            )),
+            (_, FailOn::Never) => {}
+        }
+    }
+    if let (Some(note), Some(api)) = (&config.mr_note, &api) {
+        let body = mr_note::render(&mr_note::NoteInput {
+            marker: &note.marker,
+            image: &ctx.image,
+            counts: &counts,
+            fail_on: config.fail_on,
+            new_over_gate: new_gate,
+            platforms: &merge.labels,
+            current: &current,
+            baseline: &baseline,
+            job_url: note.job_url.as_deref(),
+        });
+        post_note(note, api, &body).await?;
+    }
+    Ok(outcome)
+}
+
+/// `--fail-on-new`: the gate over the findings the baseline did not have.
+fn gate_new(
+    new: &[&mr_note::ReportFinding],
+    all_over: u64,
+    level: Severity,
+    what: &str,
+) -> Outcome {
+    let known = all_over.saturating_sub(new.len() as u64);
+    if new.is_empty() {
+        joblog::info(format!(
+            "gate (--fail-on-new): passed, no finding at or above {level} that {what} did not have ({known} it had)"
+        ));
+        return Outcome::Done;
+    }
+    let ids: Vec<&str> = new.iter().take(3).map(|f| f.id()).collect();
+    let more = if new.len() > 3 {
+        format!(" and {} more", new.len() - 3)
+    } else {
+        String::new()
+    };
+    Outcome::Refused(format!(
+        "{} new finding(s) at or above {level} that {what} did not have ({}{more}); fix them, or suppress with --allowlist/--ignore-file, or raise --fail-on",
+        new.len(),
+        ids.join(", ")
+    ))
+}
+
+/// What new and fixed are judged against: `--baseline FILE`, else with
+/// `--mr-note` the target branch's last report (job artifacts API).
+async fn baseline(
+    config: &Config,
+    file: Option<mr_note::GitlabReport>,
+    api: Option<&gitlab::Api>,
+) -> Result<mr_note::Baseline, Error> {
+    if let (Some(report), Some((path, _))) = (file, &config.baseline_file) {
+        return Ok(mr_note::Baseline::Report {
             what: format!("`{}`", path.display()),
-            report: baseline_file.expect("checked when the run started"),
-        },
-        BaselineSource::None(why) => mr_note::Baseline::Missing(why.clone()),
+            report,
+        });
+    }
+    let (Some(note), Some(api)) = (&config.mr_note, api) else {
+        return Ok(mr_note::Baseline::Missing(
+            "no --baseline, and no merge request to find the target branch's report".into(),
+        ));
+    };
+    match &note.baseline {
+        BaselineSource::File(_) => unreachable!("read with the config"),
+        BaselineSource::None(why) => Ok(mr_note::Baseline::Missing(why.clone())),
         BaselineSource::Artifact {
             branch,
             job,
@@ -263,17 +326,20 @@ async fn post_note(
             let got = api
                 .last_artifact(branch, artifact, job)
                 .await
-                .map_err(gitlab(format!(
-                    "reading the last {artifact} of job {job} on {branch} (the baseline)"
-                )))?;
-            match got.map(|b| mr_note::GitlabReport::parse(&b)) {
+                .map_err(|source| Error::Gitlab {
+                    what: format!(
+                        "reading the last {artifact} of job {job} on {branch} (the baseline)"
+                    ),
+                    source,
+                })?;
+            Ok(match got.map(|b| mr_note::GitlabReport::parse(&b)) {
                 Some(Ok(report)) => mr_note::Baseline::Report {
                     what: format!("`{branch}` (job {job})"),
                     report,
                 },
                 Some(Err(e)) => {
                     joblog::warn(format!(
-                        "the last {artifact} of job {job} on {branch} is {e}; the note shows no new/fixed findings"
+                        "the last {artifact} of job {job} on {branch} is {e}; no new/fixed findings"
                     ));
                     mr_note::Baseline::Missing(format!(
                         "the last report of `{branch}` (job {job}) could not be read"
@@ -282,19 +348,15 @@ async fn post_note(
                 None => mr_note::Baseline::Missing(format!(
                     "`{branch}` has no report from job {job} yet; every finding is listed below"
                 )),
-            }
+            })
         }
-    };
-    let body = mr_note::render(&mr_note::NoteInput {
-        marker: &note.marker,
-        image,
-        counts,
-        fail_on: config.fail_on,
-        platforms,
-        current: &current,
-        baseline: &baseline,
-        job_url: note.job_url.as_deref(),
-    });
+    }
+}
+
+/// The merge-request note, posted once per merge request and scan job; a
+/// re-run edits the note it finds by its marker.
+async fn post_note(note: &MrNote, api: &gitlab::Api, body: &str) -> Result<(), Error> {
+    let gitlab = |what: String| move |source| Error::Gitlab { what, source };
     let iid = note.iid;
     let mine = api
         .notes(iid)
@@ -305,7 +367,7 @@ async fn post_note(
     let hint = "(SCAN_IMAGE_GITLAB_TOKEN needs the api scope and at least the Reporter role)";
     match mine {
         Some(n) => {
-            api.update_note(iid, n.id, &body)
+            api.update_note(iid, n.id, body)
                 .await
                 .map_err(gitlab(format!(
                     "editing note {} on merge request !{iid} {hint}",
@@ -314,7 +376,7 @@ async fn post_note(
             joblog::info(format!("merge request !{iid}: note {} edited", n.id));
         }
         None => {
-            let n = api.create_note(iid, &body).await.map_err(gitlab(format!(
+            let n = api.create_note(iid, body).await.map_err(gitlab(format!(
                 "posting the note on merge request !{iid} {hint}"
             )))?;
             joblog::info(format!("merge request !{iid}: note {} posted", n.id));

@@ -52,6 +52,9 @@ pub struct Scanned {
     pub digests: String,
     /// `SCAN_SBOM_FILES`: the CycloneDX SBOMs written.
     pub sboms: String,
+    /// With `--fail-on-new` and a baseline: the new findings over the gate
+    /// (`SCAN_NEW_OVER_GATE`); `SCAN_GATE` then follows them.
+    pub new_over_gate: Option<u64>,
 }
 
 /// Counts per severity, indexed by `Severity as usize`.
@@ -121,14 +124,11 @@ impl Counts {
         d.set("SCAN_OVER_GATE", self.total_over_gate())?;
         d.set("SCAN_FAIL_ON", fail_on)?;
         d.set("SCAN_SEVERITY_THRESHOLD", threshold.lower())?;
-        d.set(
-            "SCAN_GATE",
-            if self.total_over_gate() > 0 {
-                "failed"
-            } else {
-                "passed"
-            },
-        )?;
+        let over = scanned.new_over_gate.unwrap_or(self.total_over_gate());
+        d.set("SCAN_GATE", if over > 0 { "failed" } else { "passed" })?;
+        if let Some(n) = scanned.new_over_gate {
+            d.set("SCAN_NEW_OVER_GATE", n)?;
+        }
         d.set("SCAN_PLATFORMS_SCANNED", &scanned.platforms)?;
         d.set("SCAN_MANIFEST_DIGESTS", &scanned.digests)?;
         d.set("SCAN_SBOM_FILES", &scanned.sboms)?;

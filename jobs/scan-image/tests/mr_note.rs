@@ -258,3 +258,67 @@ fn a_baseline_that_is_not_a_report_is_exit_2_with_a_failure_report() {
     assert_eq!(report["scan"]["status"], "failure");
     assert_eq!(report["scan"]["messages"][0]["value"], r.cause());
 }
+
+/// Issue 12, item 5: `--fail-on-new` gates only on findings the baseline
+/// did not have; without a baseline it gates on every finding.
+#[test]
+fn fail_on_new_gates_only_on_findings_the_baseline_lacked() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("base.json"), main_report()).unwrap();
+    let run = |level: &str, baseline: bool| {
+        let mut j = job(dir.path()).arg("--trivy-report").arg(sample()).args([
+            "--fail-on-new",
+            "--fail-on",
+            level,
+        ]);
+        if baseline {
+            j = j.args(["--baseline", "base.json"]);
+        }
+        j.run()
+    };
+    // The three criticals were on main already: passed.
+    let r = run("critical", true);
+    r.assert_success();
+    assert!(
+        r.stderr.contains("gate (--fail-on-new): passed, no finding at or above CRITICAL that `base.json` did not have (3 it had)"),
+        "{}",
+        r.stderr
+    );
+    let env = dotenv(&dir.path().join("scan-image.env"));
+    assert_eq!(env["SCAN_GATE"], "passed");
+    assert_eq!(env["SCAN_NEW_OVER_GATE"], "0");
+    assert_eq!(env["SCAN_OVER_GATE"], "3");
+    // At medium, the branch's new requests finding fails it.
+    run("medium", true).assert_failed(
+        1,
+        r"1 new finding\(s\) at or above MEDIUM that `base\.json` did not have \(CVE-2024-35195\); .*",
+    );
+    assert_eq!(
+        dotenv(&dir.path().join("scan-image.env"))["SCAN_GATE"],
+        "failed"
+    );
+    // No baseline: every finding counts, and the log says why.
+    let r = run("critical", false);
+    r.assert_failed(1, r"3 finding\(s\) at or above CRITICAL .*");
+    assert!(
+        r.stderr.contains("--fail-on-new: no baseline"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn fail_on_new_with_the_target_branch_report_and_the_note_says_so_simulated() {
+    let (sim, iid) = sim();
+    sim.put_artifact("main", JOB, REPORT, &main_report());
+    let dir = tempfile::tempdir().unwrap();
+    note_job(dir.path(), &sim, iid, &sample())
+        .arg("--fail-on-new")
+        .run()
+        .assert_success();
+    let body = &sim.notes(iid)[0].body;
+    assert!(
+        body.contains("gate **passed** (no new finding at or above CRITICAL; `--fail-on-new`)"),
+        "{body}"
+    );
+}
