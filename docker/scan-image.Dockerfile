@@ -14,7 +14,7 @@
 # Build from the workspace root:  buildah build -f docker/scan-image.Dockerfile .
 ARG RUST_IMAGE=docker.io/library/rust:1.95-alpine
 ARG HELPER_IMAGE=docker.io/library/alpine:3.22
-ARG TRIVY_IMAGE=docker.io/aquasec/trivy:0.67.2
+ARG TRIVY_IMAGE=docker.io/aquasec/trivy:0.74.0
 ARG BINARIES=build
 ARG TARGETARCH
 

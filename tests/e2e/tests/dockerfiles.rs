@@ -213,6 +213,17 @@ fn every_job_image_has_both_build_paths_a_non_root_user_and_oci_labels() {
                     arg.contains("aquasec/trivy:") && tag.split('.').count() == 3,
                     "trivy pinned to a release: {arg}"
                 );
+                // The job image ships the trivy the tests, the demo and CI run.
+                let peers = std::fs::read_to_string(
+                    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("../../scripts/install-peers.sh"),
+                )
+                .unwrap();
+                let tested = peers
+                    .lines()
+                    .find_map(|l| l.strip_prefix("TRIVY_VERSION=v"))
+                    .expect("TRIVY_VERSION in scripts/install-peers.sh");
+                assert_eq!(tag, tested, "job image's trivy = the trivy the tests build");
             }
             "bump-manifest" => {
                 assert!(
