@@ -194,11 +194,27 @@ fn write_htpasswd(file: &Path, user: &str, password: &str) {
     std::fs::write(file, out.stdout).unwrap();
 }
 
-fn wait_ready(child: &mut Child, host: &str, timeout: Duration) -> Result<(), String> {
+/// Why a started docker-registry is not ready.
+#[derive(Debug)]
+enum NotReady {
+    Exited(std::process::ExitStatus),
+    NoAnswer,
+}
+
+impl std::fmt::Display for NotReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotReady::Exited(status) => write!(f, "docker-registry exited with {status}"),
+            NotReady::NoAnswer => f.write_str("docker-registry did not answer /v2/ in time"),
+        }
+    }
+}
+
+fn wait_ready(child: &mut Child, host: &str, timeout: Duration) -> Result<(), NotReady> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("docker-registry exited with {status}"));
+            return Err(NotReady::Exited(status));
         }
         if let Some(code) = http_status(host, "/v2/")
             && (code == 200 || code == 401)
@@ -206,7 +222,7 @@ fn wait_ready(child: &mut Child, host: &str, timeout: Duration) -> Result<(), St
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err("docker-registry did not answer /v2/ in time".into());
+            return Err(NotReady::NoAnswer);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -551,8 +567,27 @@ pub fn skopeo_raw(reference: &str, creds: Option<(&str, &str)>) -> Vec<u8> {
         .unwrap_or_else(|e| panic!("skopeo inspect --raw {reference}: {e}"))
 }
 
+/// `skopeo inspect` failed (e.g. manifest unknown): its exit status and
+/// what it printed.
+#[derive(Debug)]
+pub struct SkopeoError {
+    pub status: std::process::ExitStatus,
+    pub stderr: String,
+}
+
+impl std::fmt::Display for SkopeoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "skopeo {}: {}", self.status, self.stderr)
+    }
+}
+
+impl std::error::Error for SkopeoError {}
+
 /// Like [`skopeo_raw`], but a failure (e.g. manifest unknown) is an `Err`.
-pub fn try_skopeo_raw(reference: &str, creds: Option<(&str, &str)>) -> Result<Vec<u8>, String> {
+pub fn try_skopeo_raw(
+    reference: &str,
+    creds: Option<(&str, &str)>,
+) -> Result<Vec<u8>, SkopeoError> {
     let tmp = tempfile::tempdir().unwrap();
     let mut cmd = Command::new("skopeo");
     cmd.args([
@@ -573,7 +608,10 @@ pub fn try_skopeo_raw(reference: &str, creds: Option<(&str, &str)>) -> Result<Ve
     if out.status.success() {
         Ok(out.stdout)
     } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        Err(SkopeoError {
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
     }
 }
 
