@@ -46,6 +46,8 @@ pub struct CarryTally {
     pub referrers_copied: usize,
     /// Referrers DST already listed.
     pub referrers_unchanged: usize,
+    /// Referrers SRC lists but does not have (skipped).
+    pub referrers_dangling: usize,
     /// Blobs of carried artifacts.
     pub blobs: BlobTally,
 }
@@ -191,21 +193,32 @@ impl Carrier<'_> {
     ) -> Result<(), Error> {
         let (src, dst) = (self.src, self.dst);
         let mut manifests = Vec::with_capacity(missing.len());
+        let mut copied = Vec::with_capacity(missing.len());
         for r in missing {
             let d = r.digest.to_string();
-            let m = src.reg.manifest(src.repo, &d).await?.ok_or_else(|| {
-                Error::Index(format!(
-                    "the source lists {d} as a referrer of {subject}, but {} does not have it",
+            // A tag-schema index can name a manifest deleted since: the
+            // source's inconsistency, not a reason to stop the promotion.
+            let Some(m) = src.reg.manifest(src.repo, &d).await? else {
+                info(format!(
+                    "  skipping referrer {} of {}: the source lists it but {} does not have it",
+                    short(&r.digest),
+                    short(subject),
                     src.repo
-                ))
-            })?;
+                ));
+                self.tally.referrers_dangling += 1;
+                continue;
+            };
             self.copy_blobs_of(m.clone()).await?;
             manifests.push((m.media_type, m.bytes));
+            copied.push(r);
+        }
+        if manifests.is_empty() {
+            return Ok(());
         }
         dst.reg
             .push_referrers_to(dst.repo, subject, manifests, Some(dst_store))
             .await?;
-        for r in missing {
+        for r in &copied {
             info(format!(
                 "  referrer {} ({}) of {}",
                 short(&r.digest),
@@ -213,7 +226,7 @@ impl Carrier<'_> {
                 short(subject)
             ));
         }
-        self.tally.referrers_copied += missing.len();
+        self.tally.referrers_copied += copied.len();
         Ok(())
     }
 

@@ -485,7 +485,7 @@ fn summary(o: &Report) {
     ));
     if let Some(c) = &o.signatures {
         info(format!(
-            "signatures and referrers: {} tag(s) written{}, {} unchanged; {} referrer(s) copied, {} already there; their blobs: {} copied ({}), {} mounted, {} present",
+            "signatures and referrers: {} tag(s) written{}, {} unchanged; {} referrer(s) copied, {} already there{}; their blobs: {} copied ({}), {} mounted, {} present",
             c.legacy_written.len(),
             if c.legacy_merged > 0 {
                 format!(" ({} merged with the destination's)", c.legacy_merged)
@@ -495,6 +495,14 @@ fn summary(o: &Report) {
             c.legacy_unchanged,
             c.referrers_copied,
             c.referrers_unchanged,
+            if c.referrers_dangling > 0 {
+                format!(
+                    ", {} listed at the source but missing there",
+                    c.referrers_dangling
+                )
+            } else {
+                String::new()
+            },
             c.blobs.copied,
             human(c.blobs.bytes),
             c.blobs.mounted,

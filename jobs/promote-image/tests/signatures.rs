@@ -722,3 +722,57 @@ fn signed_and_attested_with_cosign_v2_and_v3_at_the_source_verify_at_the_destina
         verify(3, &format!("{}/bare/app@{}", dst.host(), img.digest), false);
     }
 }
+
+/// A tag-schema index at SRC naming a referrer SRC no longer has (deleted
+/// since): the promotion goes on, copies the others and says what it
+/// skipped.
+#[test]
+fn a_referrer_listed_but_gone_at_the_source_is_skipped_and_named() {
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let img = push_image_to(&src, "team/app", "1", &spec(16));
+    let top: Digest = img.digest.parse().unwrap();
+    let c = client(&src.host());
+    let kept = rt().block_on(async {
+        let m = artifact(&c, "team/app", &top, BUNDLE, "kept").await;
+        let kept = c
+            .push_referrer("team/app", OCI_MANIFEST, m, &top)
+            .await
+            .unwrap();
+        // Another referrer, listed in the tag's index, then deleted.
+        let m = artifact(&c, "team/app", &top, BUNDLE, "gone").await;
+        let gone = c
+            .push_referrer("team/app", OCI_MANIFEST, m, &top)
+            .await
+            .unwrap();
+        let url = format!("{}/v2/team/app/manifests/{gone}", src.url());
+        let status = reqwest::Client::new()
+            .delete(&url)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status.as_u16(), 202, "DELETE {url}");
+        kept
+    });
+    let r = promote(
+        tmp.path(),
+        &[
+            &format!("{}/team/app:1", src.host()),
+            &format!("{}/prod/app:1", dst.host()),
+        ],
+        &[src.host(), dst.host()],
+    );
+    assert!(
+        r.stderr.contains(
+            "1 referrer(s) copied, 0 already there, 1 listed at the source but missing there"
+        ),
+        "{}",
+        r.stderr
+    );
+    let got = rt()
+        .block_on(client(&dst.host()).referrers("prod/app", &top, None))
+        .unwrap();
+    assert_eq!(digests(&got), [kept.to_string()].into());
+}
