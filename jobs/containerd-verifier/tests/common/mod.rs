@@ -130,7 +130,7 @@ impl Node {
     pub fn verify_with(&self, args: &[&str], stdin: &[u8]) -> Run {
         let stdin_path = self.path("stdin.json");
         std::fs::write(&stdin_path, stdin).unwrap();
-        let mut job = Job::new(BIN, self.dir.path())
+        let mut job = verifier_job(self.dir.path())
             .args(args)
             .arg("--policy")
             .arg(self.path("verify.yaml"))
@@ -141,6 +141,23 @@ impl Node {
         job.command()
             .stdin(Stdio::from(std::fs::File::open(&stdin_path).unwrap()));
         job.run()
+    }
+}
+
+/// The verifier under test: this build, or with `SECDELIV_VERIFIER_AARCH64`
+/// set to the static aarch64 binary (scripts/build-musl.sh's layout), that
+/// binary under `qemu-aarch64-static`: the same contract tests, emulated.
+pub fn verifier_job(dir: &Path) -> Job {
+    match std::env::var_os("SECDELIV_VERIFIER_AARCH64") {
+        Some(bin) => {
+            assert!(
+                Path::new(&bin).is_file(),
+                "SECDELIV_VERIFIER_AARCH64={} does not exist",
+                Path::new(&bin).display()
+            );
+            Job::new("qemu-aarch64-static", dir).arg(bin)
+        }
+        None => Job::new(BIN, dir),
     }
 }
 
