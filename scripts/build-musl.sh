@@ -14,7 +14,8 @@
 # Environment:
 #   CARGO_TARGET_DIR   where to build (default target/)
 #   MUSL_TARGETS       space-separated triples (default: both above)
-#   MUSL_JOBS          space-separated packages (default: the five jobs)
+#   MUSL_JOBS          space-separated packages (default: the five jobs and
+#                      containerd-verifier, the device's secdeliv-verifier)
 #   CARGO_PROFILE_RELEASE_*  cargo's own profile overrides, e.g.
 #                      CARGO_PROFILE_RELEASE_LTO=false (per-crate LTO only): cold
 #                      310 s instead of 501 s on 2 cores, binaries ~3 % smaller
@@ -23,7 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 read -r -a triples <<<"${MUSL_TARGETS:-x86_64-unknown-linux-musl aarch64-unknown-linux-musl}"
-read -r -a jobs <<<"${MUSL_JOBS:-scan-image promote-image sign-image bump-manifest notify-argocd}"
+read -r -a jobs <<<"${MUSL_JOBS:-scan-image promote-image sign-image bump-manifest notify-argocd containerd-verifier}"
 # The versions this was tested with.
 ZIGLANG_VERSION=0.17.1
 CARGO_ZIGBUILD_VERSION=0.24.1
@@ -83,9 +84,11 @@ printf '\n%-16s' "binary (bytes)"
 for t in "${triples[@]}"; do printf ' %28s' "$t"; done
 printf '\n'
 for j in "${jobs[@]}"; do
-  printf '%-16s' "$j"
+  bin=$j
+  [ "$j" = containerd-verifier ] && bin=secdeliv-verifier
+  printf '%-16s' "$bin"
   for t in "${triples[@]}"; do
-    f="$out_root/$t/release/$j"
+    f="$out_root/$t/release/$bin"
     [ -f "$f" ] || { say "missing $f"; exit 1; }
     s=$(stat -c %s "$f")
     printf ' %28s' "$s ($(awk -v s="$s" 'BEGIN { printf "%.2f MiB", s / 1048576 }'))"
