@@ -521,8 +521,8 @@ const REGEX_EXAMPLES: &[(&str, &[&str], &[&str])] = &[
     ),
     (
         "scan-platform",
-        &["linux/arm64"],
-        &["linux/arm64,linux/amd64"],
+        &["all", "linux/arm64"],
+        &["linux/arm64,linux/amd64", "All", ""],
     ),
     (
         "build-args",

@@ -205,7 +205,7 @@ fn the_whole_flow_hands_the_digest_from_job_to_job_simulated() {
     );
     assert!(
         scan.contains(
-            "SCAN_FAIL_ON=high CS_IGNORE_UNFIXED=false SCAN_PLATFORMS=linux/arm64 TRIVY_PLATFORM=unset"
+            "SCAN_FAIL_ON=high CS_IGNORE_UNFIXED=false SCAN_PLATFORMS=all TRIVY_PLATFORM=unset"
         ),
         "{scan}"
     );
