@@ -106,6 +106,26 @@ struct WireDescriptor {
     rest: BTreeMap<String, serde_json::Value>,
 }
 
+/// Why a referrers list is not a valid OCI image index of referrers.
+#[derive(Debug, thiserror::Error)]
+pub enum NotAnIndex {
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("schemaVersion is {0}, not 2")]
+    SchemaVersion(u32),
+    #[error("mediaType is {0:?}, not {OCI_INDEX}")]
+    MediaType(String),
+    #[error("descriptor digest {digest:?}: {reason}")]
+    Digest {
+        digest: String,
+        reason: <Digest as std::str::FromStr>::Err,
+    },
+    #[error("descriptor {0} has a negative size")]
+    NegativeSize(Digest),
+    #[error("descriptor {0} has no mediaType")]
+    NoMediaType(Digest),
+}
+
 impl WireIndex {
     fn empty() -> WireIndex {
         WireIndex {
@@ -117,15 +137,15 @@ impl WireIndex {
     }
 
     /// Parses and checks an index; `Err` is the reason it is not one.
-    fn parse(bytes: &[u8]) -> std::result::Result<(WireIndex, Vec<Referrer>), String> {
-        let index: WireIndex = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    fn parse(bytes: &[u8]) -> std::result::Result<(WireIndex, Vec<Referrer>), NotAnIndex> {
+        let index: WireIndex = serde_json::from_slice(bytes)?;
         if index.schema_version != 2 {
-            return Err(format!("schemaVersion is {}, not 2", index.schema_version));
+            return Err(NotAnIndex::SchemaVersion(index.schema_version));
         }
         if let Some(t) = index.media_type.as_deref()
             && t != OCI_INDEX
         {
-            return Err(format!("mediaType is {t:?}, not {OCI_INDEX}"));
+            return Err(NotAnIndex::MediaType(t.to_string()));
         }
         let referrers = index
             .manifests
@@ -138,15 +158,15 @@ impl WireIndex {
 }
 
 impl WireDescriptor {
-    fn referrer(&self) -> std::result::Result<Referrer, String> {
-        let digest: Digest = self
-            .digest
-            .parse()
-            .map_err(|e| format!("descriptor digest {:?}: {e}", self.digest))?;
-        let size = u64::try_from(self.size)
-            .map_err(|_| format!("descriptor {digest} has a negative size"))?;
+    fn referrer(&self) -> std::result::Result<Referrer, NotAnIndex> {
+        let digest: Digest = self.digest.parse().map_err(|e| NotAnIndex::Digest {
+            digest: self.digest.clone(),
+            reason: e,
+        })?;
+        let size =
+            u64::try_from(self.size).map_err(|_| NotAnIndex::NegativeSize(digest.clone()))?;
         if self.media_type.is_empty() {
-            return Err(format!("descriptor {digest} has no mediaType"));
+            return Err(NotAnIndex::NoMediaType(digest));
         }
         Ok(Referrer {
             digest,
@@ -191,8 +211,8 @@ struct SubjectRef {
 }
 
 impl SelfDescription {
-    fn parse(bytes: &[u8]) -> std::result::Result<SelfDescription, String> {
-        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    fn parse(bytes: &[u8]) -> serde_json::Result<SelfDescription> {
+        serde_json::from_slice(bytes)
     }
 
     /// The spec's rule: `artifactType`, else the config's media type.
@@ -590,7 +610,7 @@ mod tests {
             ),
         ] {
             let e = WireIndex::parse(bad.as_bytes()).unwrap_err();
-            assert!(e.contains(why), "{bad}: {e}");
+            assert!(e.to_string().contains(why), "{bad}: {e}");
         }
         let (_, none) = WireIndex::parse(br#"{"schemaVersion":2,"manifests":null}"#).unwrap();
         assert!(none.is_empty());
