@@ -181,6 +181,29 @@ impl Statement {
         }
     }
 
+    /// The statement `cosign attest` writes: in-toto Statement v0.1, the
+    /// subject named by its repository, the predicate as given.
+    pub fn for_attestation(
+        repository: &str,
+        digest: &Digest,
+        predicate_type: &str,
+        predicate: serde_json::Map<String, serde_json::Value>,
+    ) -> Self {
+        Statement {
+            kind: STATEMENT_TYPE_V01.into(),
+            subject: vec![Subject {
+                name: repository.to_string(),
+                digest: BTreeMap::from([(
+                    digest.algorithm().to_string(),
+                    digest.hex().to_string(),
+                )]),
+                annotations: None,
+            }],
+            predicate_type: predicate_type.to_string(),
+            predicate,
+        }
+    }
+
     /// The subject naming `digest`, if any.
     pub fn subject_for(&self, digest: &Digest) -> Option<&Subject> {
         self.subject

@@ -41,6 +41,10 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Write a new key pair: <prefix>.key (cosign's encrypted format, mode 0600) and <prefix>.pub.
     GenerateKeyPair(GenerateArgs),
+    /// Attach a signed in-toto attestation (--predicate of --type) to IMAGE's digest, as `cosign attest --key` (cosign 3's bundle format, an OCI referrer).
+    Attest(AttestArgs),
+    /// Check that IMAGE's digest carries an attestation of --type signed by one of the keys (bundle format), as `cosign verify-attestation`.
+    VerifyAttestation(VerifyAttestationArgs),
 }
 
 /// Registry access, shared by sign and verify.
@@ -182,4 +186,43 @@ pub struct GenerateArgs {
     /// Overwrite existing <PREFIX>.key / <PREFIX>.pub (without it, existing files are never replaced).
     #[arg(long, env = "SIGN_IMAGE_FORCE")]
     pub force: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AttestArgs {
+    /// Image to attest (tag or digest; a tag is resolved to its digest once).
+    #[arg(env = "SIGN_IMAGE")]
+    pub image: String,
+    /// Private key: a path or env://VAR.
+    #[arg(long, env = "SIGN_IMAGE_KEY", default_value = DEFAULT_PRIVATE_KEY, value_name = "REF")]
+    pub key: String,
+    /// The predicate: a JSON file (a CycloneDX SBOM, an SPDX JSON document, a scan result, …), embedded in the signed statement as is.
+    #[arg(long, env = "SIGN_IMAGE_PREDICATE", value_name = "FILE")]
+    pub predicate: PathBuf,
+    /// Predicate type, as cosign names it: cyclonedx, spdxjson, vuln, slsaprovenance1, openvex (or spdx, slsaprovenance, slsaprovenance02, link, custom), or a URI.
+    #[arg(long = "type", env = "SIGN_IMAGE_PREDICATE_TYPE", value_name = "TYPE")]
+    pub predicate_type: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyAttestationArgs {
+    /// Image whose attestation to verify (tag or digest).
+    #[arg(env = "SIGN_IMAGE")]
+    pub image: String,
+    /// Public key: a path or env://VAR. Repeatable (comma-separated in the variable): an attestation signed by any one of the keys verifies.
+    #[arg(
+        long,
+        env = "SIGN_IMAGE_PUBLIC_KEY",
+        default_value = DEFAULT_PUBLIC_KEY,
+        value_delimiter = ',',
+        value_name = "REF"
+    )]
+    pub key: Vec<String>,
+    /// Predicate type to look for: a cosign type name (cyclonedx, spdxjson, vuln, slsaprovenance1, openvex, …) or a URI.
+    #[arg(long = "type", env = "SIGN_IMAGE_PREDICATE_TYPE", value_name = "TYPE")]
+    pub predicate_type: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }

@@ -15,7 +15,10 @@ use kit::job::UsageError;
 use kit::reference::{ImageRef, ReferenceError};
 use kit::secret::Secret;
 
-use crate::cli::{Args, Command, GenerateArgs, RegistryArgs, SignArgs, SignFormat, VerifyArgs};
+use crate::cli::{
+    Args, AttestArgs, Command, GenerateArgs, RegistryArgs, SignArgs, SignFormat, VerifyArgs,
+    VerifyAttestationArgs,
+};
 use crate::identity::{IdentityError, IdentityRule, Repository};
 use crate::keyref::{KeyRef, KeyRefError, PASSWORD_VAR};
 use crate::keys::{PrivateKey, PublicKey};
@@ -26,6 +29,29 @@ pub enum Config {
     Sign(SignConfig),
     Verify(VerifyConfig),
     GenerateKeyPair(GenerateConfig),
+    Attest(AttestConfig),
+    VerifyAttestation(VerifyAttestationConfig),
+}
+
+#[derive(Debug)]
+pub struct AttestConfig {
+    pub image: ImageRef,
+    pub key: PrivateKey,
+    pub key_origin: String,
+    /// The predicate type URI (`--type` resolved).
+    pub predicate_type: String,
+    /// The predicate file's JSON object.
+    pub predicate: serde_json::Map<String, serde_json::Value>,
+    pub registry: RegistryConfig,
+}
+
+#[derive(Debug)]
+pub struct VerifyAttestationConfig {
+    pub image: ImageRef,
+    pub keys: Vec<VerifyKey>,
+    /// The predicate type URI (`--type` resolved).
+    pub predicate_type: String,
+    pub registry: RegistryConfig,
 }
 
 /// Registry access shared by sign and verify.
@@ -112,6 +138,18 @@ pub enum ConfigError {
     /// `config.json`).
     #[error(transparent)]
     Credentials(Box<registry::Error>),
+    #[error(
+        "--type {0:?} is not a predicate type: use cyclonedx, spdxjson, vuln, slsaprovenance1, openvex, spdx, slsaprovenance, slsaprovenance02, link, custom, or a URI"
+    )]
+    PredicateType(String),
+    #[error("cannot read --predicate {}: {source}", path.display())]
+    PredicateRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--predicate {} is not a JSON object: {reason}", path.display())]
+    PredicateJson { path: PathBuf, reason: String },
     #[error("--output-key-prefix is empty")]
     EmptyPrefix,
     #[error(
@@ -141,6 +179,8 @@ impl Config {
             Command::Sign(a) => Config::Sign(sign(a, env)?),
             Command::Verify(a) => Config::Verify(verify(a, env)?),
             Command::GenerateKeyPair(a) => Config::GenerateKeyPair(generate(a, env)?),
+            Command::Attest(a) => Config::Attest(attest(a, env)?),
+            Command::VerifyAttestation(a) => Config::VerifyAttestation(verify_attestation(a, env)?),
         })
     }
 
@@ -149,6 +189,8 @@ impl Config {
         match self {
             Config::Sign(c) => c.registry.timeout,
             Config::Verify(c) => c.registry.timeout,
+            Config::Attest(c) => c.registry.timeout,
+            Config::VerifyAttestation(c) => c.registry.timeout,
             Config::GenerateKeyPair(_) => None,
         }
     }
@@ -188,8 +230,20 @@ fn verify(a: VerifyArgs, env: &dyn Env) -> Result<VerifyConfig, ConfigError> {
         );
     }
     let registry = registry_config(a.registry, &image, env)?;
+    let keys = verify_keys(&a.key, env)?;
+    Ok(VerifyConfig {
+        image,
+        keys,
+        annotations,
+        identity,
+        registry,
+    })
+}
+
+/// Every verify `--key`, loaded; a key given twice is checked once.
+fn verify_keys(refs: &[String], env: &dyn Env) -> Result<Vec<VerifyKey>, ConfigError> {
     let mut keys: Vec<VerifyKey> = Vec::new();
-    for r in a.key.iter().filter(|k| !k.trim().is_empty()) {
+    for r in refs.iter().filter(|k| !k.trim().is_empty()) {
         let key_ref = KeyRef::parse(r.trim())?;
         let key = key_ref.load_public(env)?;
         let origin = key_ref.origin();
@@ -205,11 +259,73 @@ fn verify(a: VerifyArgs, env: &dyn Env) -> Result<VerifyConfig, ConfigError> {
     if keys.is_empty() {
         return Err(ConfigError::Key(KeyRefError::Empty));
     }
-    Ok(VerifyConfig {
+    Ok(keys)
+}
+
+/// cosign's `--type` names and their predicate type URIs
+/// (cmd/cosign/cli/options/predicate.go, v3.1.3).
+pub const PREDICATE_TYPES: &[(&str, &str)] = &[
+    ("custom", "https://cosign.sigstore.dev/attestation/v1"),
+    ("slsaprovenance", "https://slsa.dev/provenance/v0.2"),
+    ("slsaprovenance02", "https://slsa.dev/provenance/v0.2"),
+    ("slsaprovenance1", "https://slsa.dev/provenance/v1"),
+    ("spdx", "https://spdx.dev/Document"),
+    ("spdxjson", "https://spdx.dev/Document"),
+    ("cyclonedx", "https://cyclonedx.org/bom"),
+    ("link", "https://in-toto.io/Link/v1"),
+    ("vuln", "https://cosign.sigstore.dev/attestation/vuln/v1"),
+    ("openvex", "https://openvex.dev/ns"),
+];
+
+/// `--type`: a cosign type name, or an absolute URI used as is.
+pub fn predicate_type(t: &str) -> Result<String, ConfigError> {
+    let t = t.trim();
+    if let Some((_, uri)) = PREDICATE_TYPES.iter().find(|(n, _)| *n == t) {
+        return Ok((*uri).to_string());
+    }
+    match url::Url::parse(t) {
+        Ok(u) if !u.cannot_be_a_base() || u.scheme() == "urn" => Ok(t.to_string()),
+        _ => Err(ConfigError::PredicateType(t.to_string())),
+    }
+}
+
+fn attest(a: AttestArgs, env: &dyn Env) -> Result<AttestConfig, ConfigError> {
+    let image = parse_image(&a.image)?;
+    let predicate_type = predicate_type(&a.predicate_type)?;
+    let bytes = std::fs::read(&a.predicate).map_err(|source| ConfigError::PredicateRead {
+        path: a.predicate.clone(),
+        source,
+    })?;
+    let predicate: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes)
+        .map_err(|e| ConfigError::PredicateJson {
+            path: a.predicate.clone(),
+            reason: e.to_string(),
+        })?;
+    let registry = registry_config(a.registry, &image, env)?;
+    let key_ref = KeyRef::parse(&a.key)?;
+    let key = key_ref.load_private(env)?;
+    Ok(AttestConfig {
+        image,
+        key,
+        key_origin: key_ref.origin(),
+        predicate_type,
+        predicate,
+        registry,
+    })
+}
+
+fn verify_attestation(
+    a: VerifyAttestationArgs,
+    env: &dyn Env,
+) -> Result<VerifyAttestationConfig, ConfigError> {
+    let image = parse_image(&a.image)?;
+    let predicate_type = predicate_type(&a.predicate_type)?;
+    let registry = registry_config(a.registry, &image, env)?;
+    let keys = verify_keys(&a.key, env)?;
+    Ok(VerifyAttestationConfig {
         image,
         keys,
-        annotations,
-        identity,
+        predicate_type,
         registry,
     })
 }
@@ -343,6 +459,34 @@ mod tests {
             a(&["k=1", "k=2"]),
             Err(ConfigError::AnnotationTwice(_))
         ));
+    }
+
+    #[test]
+    fn predicate_types_as_cosign_names_them() {
+        assert_eq!(
+            predicate_type("cyclonedx").unwrap(),
+            "https://cyclonedx.org/bom"
+        );
+        assert_eq!(
+            predicate_type("spdxjson").unwrap(),
+            "https://spdx.dev/Document"
+        );
+        assert_eq!(
+            predicate_type("vuln").unwrap(),
+            "https://cosign.sigstore.dev/attestation/vuln/v1"
+        );
+        assert_eq!(
+            predicate_type("slsaprovenance1").unwrap(),
+            "https://slsa.dev/provenance/v1"
+        );
+        assert_eq!(predicate_type("openvex").unwrap(), "https://openvex.dev/ns");
+        assert_eq!(
+            predicate_type("https://example.com/p/v1").unwrap(),
+            "https://example.com/p/v1"
+        );
+        for bad in ["cyclonedxx", "", "not a uri", "example.com/p"] {
+            assert!(predicate_type(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

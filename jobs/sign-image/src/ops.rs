@@ -12,7 +12,7 @@ use kit::secret::Secret;
 use registry::{Contents, Descriptor, Registry, Stats};
 
 use crate::bundle;
-use crate::config::{GenerateConfig, RegistryConfig, SignConfig};
+use crate::config::{AttestConfig, GenerateConfig, RegistryConfig, SignConfig};
 use crate::error::Error;
 use crate::keyref::PASSWORD_VAR;
 use crate::keys::{PrivateKey, PublicKey};
@@ -20,6 +20,7 @@ use crate::payload::SimpleSigning;
 use crate::sigtag::{self, Appended, OCI_MANIFEST_MEDIA_TYPE, SigManifest, signature_tag};
 pub use crate::verify::{
     Format, Refusal, Rejection, Verdict, Verified, VerifiedPayload, VerifyReport, verify,
+    verify_attestation,
 };
 
 /// One digest handled by `sign`.
@@ -148,7 +149,8 @@ pub async fn sign(cfg: &SignConfig, env: &dyn Env) -> Result<SignReport, Error> 
     let mut bundles: Vec<Option<Vec<u8>>> = Vec::with_capacity(digests.len());
     for d in &digests {
         bundles.push(if cfg.format.bundle() {
-            new_bundle(&reg, image, &d.digest, &cfg.key, &cfg.annotations).await?
+            let statement = bundle::Statement::for_signature(&d.digest, &cfg.annotations);
+            new_bundle(&reg, image, &d.digest, &cfg.key, &statement).await?
         } else {
             None
         });
@@ -159,7 +161,7 @@ pub async fn sign(cfg: &SignConfig, env: &dyn Env) -> Result<SignReport, Error> 
             added |= sign_one(&reg, image, &d.digest, &cfg.key, &public, &cfg.annotations).await?;
         }
         if let Some(b) = b {
-            push_bundle(&reg, image, &d, b).await?;
+            push_bundle(&reg, image, &d, b, bundle::SIGN_PREDICATE_TYPE).await?;
             added = true;
         }
         signed.push(Signed {
@@ -174,6 +176,50 @@ pub async fn sign(cfg: &SignConfig, env: &dyn Env) -> Result<SignReport, Error> 
     })
 }
 
+/// What `attest` did.
+#[derive(Debug, Clone)]
+pub struct AttestReport {
+    pub image: ImageRef,
+    pub digest: Digest,
+    pub predicate_type: String,
+    /// `false` when the same attestation by this key was already there.
+    pub added: bool,
+    pub stats: Stats,
+}
+
+/// `sign-image attest`: the predicate in an in-toto statement (as `cosign
+/// attest` writes it: Statement v0.1, subject = repository + digest), signed
+/// into a bundle, pushed as a referrer of the digest.
+pub async fn attest(cfg: &AttestConfig, env: &dyn Env) -> Result<AttestReport, Error> {
+    let image = &cfg.image;
+    joblog::info(format!(
+        "signing key {} ({}), predicate type {}",
+        cfg.key_origin,
+        cfg.key.public().fingerprint(),
+        cfg.predicate_type
+    ));
+    let reg = connect(image, &cfg.registry, env)?;
+    let (subject, _) = resolve(&reg, image, cfg.registry.platform.as_deref(), false).await?;
+    let statement = bundle::Statement::for_attestation(
+        &crate::payload::docker_reference(image),
+        &subject.digest,
+        &cfg.predicate_type,
+        cfg.predicate.clone(),
+    );
+    let b = new_bundle(&reg, image, &subject.digest, &cfg.key, &statement).await?;
+    let added = b.is_some();
+    if let Some(b) = b {
+        push_bundle(&reg, image, &subject, b, &cfg.predicate_type).await?;
+    }
+    Ok(AttestReport {
+        image: image.clone(),
+        digest: subject.digest,
+        predicate_type: cfg.predicate_type.clone(),
+        added,
+        stats: reg.stats(),
+    })
+}
+
 /// The bundle signing `digest` (cosign 3's statement, DSSE, bundle v0.3),
 /// or `None` when a referrer with this very bundle is already there
 /// (signatures are deterministic: the same key and statement give the same
@@ -183,11 +229,10 @@ async fn new_bundle(
     image: &ImageRef,
     digest: &Digest,
     key: &PrivateKey,
-    annotations: &BTreeMap<String, String>,
+    statement: &bundle::Statement,
 ) -> Result<Option<Vec<u8>>, Error> {
     let repo = &image.repository;
-    let statement = bundle::Statement::for_signature(digest, annotations);
-    let payload = serde_json::to_vec(&statement).unwrap_or_default();
+    let payload = serde_json::to_vec(statement).unwrap_or_default();
     let bundle_bytes = bundle::sign(key, &payload);
     let bundle_digest = registry::sha256(&bundle_bytes).to_string();
     for r in crate::verify::referrers(reg, repo, digest).await? {
@@ -221,6 +266,7 @@ async fn push_bundle(
     image: &ImageRef,
     subject: &Descriptor,
     bundle_bytes: Vec<u8>,
+    predicate_type: &str,
 ) -> Result<(), Error> {
     let repo = &image.repository;
     let digest = &subject.digest;
@@ -233,7 +279,7 @@ async fn push_bundle(
             annotations: None,
             artifact_type: None,
         },
-        bundle::SIGN_PREDICATE_TYPE,
+        predicate_type,
         &bundle::created_now(),
     );
     reg.push_new_blob(repo, bundle_bytes).await?;
@@ -242,7 +288,7 @@ async fn push_bundle(
         .push_referrer(repo, OCI_MANIFEST_MEDIA_TYPE, manifest.to_bytes(), digest)
         .await?;
     joblog::info(format!(
-        "{}@{digest}: signature bundle added as referrer {pushed}",
+        "{}@{digest}: bundle of {predicate_type} added as referrer {pushed}",
         image.name()
     ));
     Ok(())

@@ -6,7 +6,7 @@ use std::path::Path;
 use kit::joblog;
 
 use crate::keys::PublicKey;
-use crate::ops::{SignReport, VerifyReport};
+use crate::ops::{AttestReport, SignReport, VerifyReport};
 
 /// One `NAME@DIGEST` line per signed digest on stdout; a summary in the log.
 pub fn signed(report: &SignReport) {
@@ -66,6 +66,23 @@ pub fn verified(report: &VerifyReport) {
         let payloads: Vec<_> = report.verified.iter().map(|v| &v.payload).collect();
         println!("{}", serde_json::to_string(&payloads).unwrap_or_default());
     }
+}
+
+/// `NAME@DIGEST` on stdout; what happened in the log.
+pub fn attested(report: &AttestReport) {
+    println!("{}@{}", report.image.name(), report.digest);
+    joblog::info(format!(
+        "{}@{}: attestation of {} {}; {} registry requests",
+        report.image.name(),
+        report.digest,
+        report.predicate_type,
+        if report.added {
+            "added"
+        } else {
+            "already there (same key and predicate): nothing pushed"
+        },
+        report.stats.requests
+    ));
 }
 
 /// Where generate-key-pair put the files.

@@ -22,7 +22,7 @@ use registry::{Registry, Stats};
 use serde::Serialize;
 
 use crate::bundle::{self, BundleError, ReferrerManifest, Statement};
-use crate::config::{VerifyConfig, VerifyKey};
+use crate::config::{VerifyAttestationConfig, VerifyConfig, VerifyKey};
 use crate::error::Error;
 use crate::identity::{IdentityMismatch, IdentityRule};
 use crate::ops::{connect, resolve};
@@ -139,6 +139,14 @@ pub enum Refusal {
         digest: Digest,
         tag: String,
     },
+    #[error(
+        "{name}@{digest} has no attestation of type {predicate_type}: no referrer of the digest is an attestation bundle of that type (attach one with `sign-image attest`)"
+    )]
+    NoAttestations {
+        name: String,
+        digest: Digest,
+        predicate_type: String,
+    },
     #[error("{name}@{digest} has no signatures: {name}:{tag} has no layers")]
     NoLayers {
         name: String,
@@ -192,6 +200,9 @@ pub(crate) struct Checks<'a> {
     pub keys: &'a [VerifyKey],
     pub required: &'a BTreeMap<String, String>,
     pub identity: &'a IdentityRule,
+    /// The predicate type a bundle's statement must have (cosign's
+    /// signature type for verify, `--type` for verify-attestation).
+    pub predicate_type: &'a str,
 }
 
 impl Checks<'_> {
@@ -262,6 +273,7 @@ pub async fn verify(cfg: &VerifyConfig, env: &dyn Env) -> Result<VerifyReport, E
         keys: &cfg.keys,
         required: &cfg.annotations,
         identity: &cfg.identity,
+        predicate_type: bundle::SIGN_PREDICATE_TYPE,
     };
     let mut report = VerifyReport {
         image: image.clone(),
@@ -291,6 +303,61 @@ pub async fn verify(cfg: &VerifyConfig, env: &dyn Env) -> Result<VerifyReport, E
             },
             LegacyTag::Refused(r) if bundles == 0 => r,
             _ => none_valid(image, &digest, &checks, &report.verdicts),
+        });
+    }
+    report.stats = reg.stats();
+    Ok(report)
+}
+
+/// `sign-image verify-attestation`: the bundles of `--type` among the
+/// digest's referrers, checked against every key (no identity rule: an
+/// attestation statement names its subject by digest).
+pub async fn verify_attestation(
+    cfg: &VerifyAttestationConfig,
+    env: &dyn Env,
+) -> Result<VerifyReport, Error> {
+    let image = &cfg.image;
+    for k in &cfg.keys {
+        joblog::info(format!(
+            "verification key {} ({})",
+            k.origin,
+            k.key.fingerprint()
+        ));
+    }
+    let reg = connect(image, &cfg.registry, env)?;
+    let (subject, _) = resolve(&reg, image, cfg.registry.platform.as_deref(), false).await?;
+    let digest = subject.digest;
+    let required = BTreeMap::new();
+    let identity = IdentityRule::Any;
+    let checks = Checks {
+        digest: &digest,
+        keys: &cfg.keys,
+        required: &required,
+        identity: &identity,
+        predicate_type: &cfg.predicate_type,
+    };
+    let mut report = VerifyReport {
+        image: image.clone(),
+        digest: digest.clone(),
+        verified: Vec::new(),
+        verdicts: Vec::new(),
+        refusal: None,
+        stats: Stats::default(),
+    };
+    let mut unreadable: Option<Error> = None;
+    let found = verify_bundles(&reg, image, &checks, &mut report, &mut unreadable).await?;
+    if report.verified.is_empty() {
+        if let Some(e) = unreadable {
+            return Err(e);
+        }
+        report.refusal = Some(if found == 0 {
+            Refusal::NoAttestations {
+                name: image.name(),
+                digest: digest.clone(),
+                predicate_type: cfg.predicate_type.clone(),
+            }
+        } else {
+            none_valid(image, &digest, &checks, &report.verdicts)
         });
     }
     report.stats = reg.stats();
@@ -437,7 +504,7 @@ pub(crate) async fn referrers(
 
 /// Whether a referrer listing may be a signature bundle (type unknown
 /// included), and not an attestation.
-fn maybe_signature_bundle(r: &Referrer) -> bool {
+fn maybe_signature_bundle(r: &Referrer, predicate_type: &str) -> bool {
     let type_ok = r
         .artifact_type
         .as_deref()
@@ -445,7 +512,7 @@ fn maybe_signature_bundle(r: &Referrer) -> bool {
     let predicate_ok = r
         .annotations
         .get(bundle::ANNOTATION_PREDICATE_TYPE)
-        .is_none_or(|p| p == bundle::SIGN_PREDICATE_TYPE);
+        .is_none_or(|p| p == predicate_type);
     type_ok && predicate_ok
 }
 
@@ -461,7 +528,10 @@ async fn verify_bundles(
     let repo = &image.repository;
     let mut count = 0;
     let listed = referrers(reg, repo, checks.digest).await?;
-    for r in listed.iter().filter(|r| maybe_signature_bundle(r)) {
+    for r in listed
+        .iter()
+        .filter(|r| maybe_signature_bundle(r, checks.predicate_type))
+    {
         if count >= sigtag::MAX_SIGNATURE_LAYERS {
             joblog::warn(format!(
                 "{}@{}: more than {} signature referrers; the rest are not checked",
@@ -484,7 +554,7 @@ async fn verify_bundles(
             .annotations
             .as_ref()
             .and_then(|a| a.get(bundle::ANNOTATION_PREDICATE_TYPE))
-            .is_none_or(|p| p == bundle::SIGN_PREDICATE_TYPE);
+            .is_none_or(|p| p == checks.predicate_type);
         if !is_bundle || !predicate_ok {
             continue;
         }
@@ -541,7 +611,7 @@ async fn check_referrer(
         .fetch_blob(repo, &layer_digest, bundle::MAX_BUNDLE_BYTES)
         .await?;
     let keys: Vec<&crate::keys::PublicKey> = checks.keys.iter().map(|k| &k.key).collect();
-    let opened = match bundle::open(&bytes, &keys, checks.digest, bundle::SIGN_PREDICATE_TYPE) {
+    let opened = match bundle::open(&bytes, &keys, checks.digest, checks.predicate_type) {
         Ok(Some(o)) => o,
         Ok(None) => return Ok(Err(checks.bad_signature())),
         Err(e) => return Ok(Err(e.into())),
@@ -641,6 +711,7 @@ mod tests {
             keys: &keys,
             required: &required,
             identity: &identity,
+            predicate_type: bundle::SIGN_PREDICATE_TYPE,
         };
         // The second key verifies: its index is returned.
         assert_eq!(check_payload(&payload, &sig, &checks).unwrap().0, 1);

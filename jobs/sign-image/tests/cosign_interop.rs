@@ -718,3 +718,118 @@ fn format_both_is_read_by_every_verifier_and_verify_names_each_format() {
         );
     }
 }
+
+/// A small CycloneDX SBOM, as the scan job writes one.
+const SBOM: &str = r#"{"bomFormat":"CycloneDX","specVersion":"1.6","version":1,"components":[{"type":"library","name":"openssl","version":"3.0.15"}]}"#;
+
+#[test]
+fn attestations_in_the_bundle_format_cross_verify_with_cosign_v3_on_both_registry_kinds() {
+    let dir = tempfile::tempdir().unwrap();
+    let sbom = dir.path().join("sbom.json");
+    std::fs::write(&sbom, SBOM).unwrap();
+    let g = cosign(
+        3,
+        dir.path(),
+        &["generate-key-pair", "--output-key-prefix", "c3"],
+        "c3-pw",
+    );
+    assert!(g.ok, "cosign v3 generate-key-pair: {g:?}");
+    let c3_key = dir.path().join("c3.key");
+    let c3_pub = dir.path().join("c3.pub");
+    let a = keys(dir.path(), "a", "pw");
+    let other = keys(dir.path(), "other", "");
+    for reg in both_kinds() {
+        let kind = reg.kind();
+        let host = reg.host();
+        // sign-image attests; cosign v3 verifies it (and refuses another key or type).
+        let (_, img) = image(reg.as_ref(), "team/app", "1", 91);
+        let r = job(dir.path())
+            .args([
+                "attest",
+                &img,
+                "--insecure-registry",
+                &host,
+                "--type",
+                "cyclonedx",
+            ])
+            .args(["--predicate", sbom.to_str().unwrap()])
+            .args(["--key", a.key_path.to_str().unwrap()])
+            .env("COSIGN_PASSWORD", "pw")
+            .run();
+        assert_code(&r, 0);
+        let cv = |public: &Path, t: &str| {
+            cosign(
+                3,
+                dir.path(),
+                &[
+                    "verify-attestation",
+                    "--key",
+                    public.to_str().unwrap(),
+                    "--type",
+                    t,
+                    "--insecure-ignore-tlog=true",
+                    "--allow-http-registry",
+                    &img,
+                ],
+                "",
+            )
+        };
+        let c = cv(&a.pub_path, "cyclonedx");
+        assert!(c.ok, "{kind}: cosign v3 verify-attestation: {c:?}");
+        assert!(
+            !cv(&other.pub_path, "cyclonedx").ok,
+            "{kind}: another key accepted"
+        );
+        let si = |public: &Path, t: &str| {
+            job(dir.path())
+                .args(["verify-attestation", &img, "--insecure-registry", &host])
+                .args(["--type", t, "--key", public.to_str().unwrap()])
+                .run()
+        };
+        let r = si(&a.pub_path, "cyclonedx");
+        assert_code(&r, 0);
+        let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+        assert_eq!(
+            v[0]["predicate"]["components"][0]["name"], "openssl",
+            "{kind}"
+        );
+        si(&a.pub_path, "spdxjson").assert_failed(
+            1,
+            ".*has no attestation of type https://spdx\\.dev/Document.*",
+        );
+        si(&other.pub_path, "cyclonedx")
+            .assert_failed(1, ".*signature does not verify with this key.*");
+
+        // cosign v3 attests (its default bundle format); sign-image verifies.
+        let (_, img2) = image(reg.as_ref(), "team/app", "2", 92);
+        let c = cosign(
+            3,
+            dir.path(),
+            &[
+                "attest",
+                "--key",
+                c3_key.to_str().unwrap(),
+                "--type",
+                "cyclonedx",
+                "--predicate",
+                sbom.to_str().unwrap(),
+                "--tlog-upload=false",
+                "--use-signing-config=false",
+                "--allow-http-registry",
+                &img2,
+            ],
+            "c3-pw",
+        );
+        assert!(c.ok, "{kind}: cosign v3 attest: {c:?}");
+        let r = job(dir.path())
+            .args(["verify-attestation", &img2, "--insecure-registry", &host])
+            .args(["--type", "cyclonedx", "--key", c3_pub.to_str().unwrap()])
+            .run();
+        assert_code(&r, 0);
+        assert!(
+            r.stderr.contains("verified: bundle format"),
+            "{kind}: {}",
+            r.stderr
+        );
+    }
+}

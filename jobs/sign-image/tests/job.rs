@@ -67,6 +67,11 @@ fn help_of_every_subcommand() {
         ("help", vec!["--help"]),
         ("help_sign", vec!["sign", "--help"]),
         ("help_verify", vec!["verify", "--help"]),
+        ("help_attest", vec!["attest", "--help"]),
+        (
+            "help_verify_attestation",
+            vec!["verify-attestation", "--help"],
+        ),
         (
             "help_generate_key_pair",
             vec!["generate-key-pair", "--help"],
@@ -171,6 +176,12 @@ fn exit_2_before_any_request() {
     let k = keys(dir.path(), "k", "the-right-password");
     let key = k.key_path.to_str().unwrap();
     let public = k.pub_path.to_str().unwrap();
+    let not_json_path = dir.path().join("predicate.txt");
+    std::fs::write(&not_json_path, "not json").unwrap();
+    let not_json = not_json_path.to_str().unwrap();
+    let sbom_path = dir.path().join("sbom.json");
+    std::fs::write(&sbom_path, r#"{"bomFormat":"CycloneDX"}"#).unwrap();
+    let sbom = sbom_path.to_str().unwrap();
     /// Arguments, environment, the whole cause (a regex).
     type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, String);
     let cases: Vec<Case<'_>> = vec![
@@ -234,6 +245,40 @@ fn exit_2_before_any_request() {
             vec!["verify", img, "--username", "someone", "--key", public],
             vec![],
             "--username is set but --password is not".into(),
+        ),
+        (
+            vec![
+                "attest", img, "--type", "cyclonedx", "--predicate", not_json, "--key", key,
+            ],
+            vec![("COSIGN_PASSWORD", "the-right-password")],
+            format!("--predicate {} is not a JSON object: .*", re(not_json)),
+        ),
+        (
+            vec![
+                "attest", img, "--type", "cyclonedxx", "--predicate", sbom, "--key", key,
+            ],
+            vec![("COSIGN_PASSWORD", "the-right-password")],
+            "--type \"cyclonedxx\" is not a predicate type: use cyclonedx, spdxjson, vuln, slsaprovenance1, openvex, spdx, slsaprovenance, slsaprovenance02, link, custom, or a URI".into(),
+        ),
+        (
+            vec!["attest", img, "--type", "vuln", "--predicate", sbom, "--key", key],
+            vec![("COSIGN_PASSWORD", "a-wrong-password")],
+            format!("{}: wrong password or not a cosign key", re(key)),
+        ),
+        (
+            vec![
+                "attest", img, "--type", "openvex", "--predicate", sbom, "--key", not_json,
+            ],
+            vec![],
+            format!(
+                "{} is not a PEM private key \\(no -----BEGIN … ----- block\\)",
+                re(not_json)
+            ),
+        ),
+        (
+            vec!["verify-attestation", img, "--type", "nope", "--key", public],
+            vec![],
+            "--type \"nope\" is not a predicate type: .*".into(),
         ),
     ];
     for (args, env, cause) in cases {
