@@ -819,6 +819,108 @@ impl Flow {
     }
 }
 
+/// What the device's containerd image verifier said (see
+/// [`Flow::run_device_verifier`]).
+#[derive(Debug, Clone)]
+pub struct VerifierRun {
+    /// Its exit code: containerd allows the pull on 0 only.
+    pub code: Option<i32>,
+    /// Standard output: the reason containerd shows.
+    pub stdout: String,
+    pub stderr: String,
+    /// Which binary ran (the aarch64 one under qemu, or the host's).
+    pub binary: String,
+}
+
+impl Flow {
+    /// Runs the device's image verifier (`secdeliv-verifier`, set up as
+    /// examples/device sets it up) exactly as containerd v2.4 runs it before
+    /// pulling `image` (`name:tag`) at `digest` (`size` bytes): the example
+    /// policy, its sensor-app scope pointed at this "Docker Hub" and its key
+    /// file replaced by `key`; a K3s registries.yaml holding the node's
+    /// Docker Hub login and its plain-HTTP endpoint; the OCI descriptor on
+    /// stdin. The linux/arm64 static binary under `qemu-aarch64-static` when
+    /// it is built, else the host's.
+    pub fn run_device_verifier(
+        &self,
+        image: &str,
+        digest: &str,
+        size: usize,
+        key: &Path,
+    ) -> VerifierRun {
+        let node = tempfile::tempdir().expect("temp dir");
+        let example = root().join("examples/device/verify.yaml");
+        let policy = std::fs::read_to_string(&example).expect("examples/device/verify.yaml");
+        let hub = self.hub.host();
+        let policy = rewrite(
+            &policy,
+            "\"docker.io/acme/sensor-app\"",
+            &format!("\"{hub}/{HUB_USER}/sensor-app\""),
+            "examples/device/verify.yaml",
+        );
+        let policy = rewrite(
+            &policy,
+            "/etc/secdeliv/keys/cosign.pub",
+            &key.display().to_string(),
+            "examples/device/verify.yaml",
+        );
+        std::fs::write(node.path().join("verify.yaml"), policy).unwrap();
+        std::fs::write(
+            node.path().join("registries.yaml"),
+            format!(
+                "mirrors:\n  \"{hub}\":\n    endpoint: [\"http://{hub}\"]\nconfigs:\n  \"{hub}\":\n    auth:\n      username: {HUB_USER}\n      password: \"{}\"\n",
+                self.secrets.hub_token
+            ),
+        )
+        .unwrap();
+        let arm64 = musl_dir().join("aarch64-unknown-linux-musl/release/secdeliv-verifier");
+        let qemu = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|d| d.join("qemu-aarch64-static"))
+            .find(|p| p.is_file());
+        let (mut cmd, binary) = match qemu {
+            Some(qemu) if arm64.is_file() => {
+                let mut c = Command::new(qemu);
+                c.arg(&arm64);
+                (c, format!("{} under qemu-aarch64-static", arm64.display()))
+            }
+            _ => {
+                let host = self.bin_dir.join("secdeliv-verifier");
+                (Command::new(&host), host.display().to_string())
+            }
+        };
+        let descriptor = format!(
+            r#"{{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"{digest}","size":{size}}}"#
+        );
+        let mut child = cmd
+            .args(["-name", image, "-digest", digest, "-stdin-media-type"])
+            .arg("application/vnd.oci.descriptor.v1+json")
+            .arg("--policy")
+            .arg(node.path().join("verify.yaml"))
+            .arg("--registries")
+            .arg(node.path().join("registries.yaml"))
+            .arg("--cache")
+            .arg(node.path().join("cache/verify-cache.json"))
+            .env_clear()
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("secdeliv-verifier starts");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(descriptor.as_bytes()).unwrap();
+        }
+        let out = child.wait_with_output().expect("secdeliv-verifier ends");
+        VerifierRun {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            binary,
+        }
+    }
+}
+
 /// Cargo's target dir holding the static musl job binaries
 /// (`<triple>/release/<job>`, as `scripts/build-musl.sh` builds them):
 /// `$SECDELIV_MUSL_DIR`, else `<root>/target`.

@@ -270,6 +270,61 @@ fn the_sensor_app_pipeline_ships_the_built_digest_signed_to_the_cluster_argocd_s
         );
     }
 
+    // On the device, containerd's image verifier (examples/device: the node's policy and
+    // registries.yaml) allows the pull of that tag at that digest with the pipeline's key,
+    // and refuses it with any other key: the kubelet's pull fails whoever deploys.
+    let pulled = format!("{}:{short}", flow.hub_image());
+    let allowed = flow.run_device_verifier(&pulled, digest, r.hub_manifest.len(), &flow.public_key);
+    eprintln!("device verifier: {}", allowed.binary);
+    assert_eq!(
+        allowed.code,
+        Some(0),
+        "secdeliv-verifier refused the pipeline's image:\n{}{}",
+        allowed.stdout,
+        allowed.stderr
+    );
+    assert!(
+        allowed.stdout.starts_with("allowed: "),
+        "{}",
+        allowed.stdout
+    );
+    let other_keys = tempfile::tempdir().unwrap();
+    let made = std::process::Command::new(e2e::flow::job_bin_dir().unwrap().join("sign-image"))
+        .args(["generate-key-pair", "--output-key-prefix"])
+        .arg(other_keys.path().join("other"))
+        .env("COSIGN_PASSWORD", "another-team")
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let refused = flow.run_device_verifier(
+        &pulled,
+        digest,
+        r.hub_manifest.len(),
+        &other_keys.path().join("other.pub"),
+    );
+    assert_eq!(
+        refused.code,
+        Some(1),
+        "{}{}",
+        refused.stdout,
+        refused.stderr
+    );
+    assert!(
+        refused.stdout.starts_with("refused: "),
+        "{}",
+        refused.stdout
+    );
+    for secret in flow.secrets.all() {
+        for out in [
+            &allowed.stdout,
+            &allowed.stderr,
+            &refused.stdout,
+            &refused.stderr,
+        ] {
+            assert!(!out.contains(&secret), "a secret in the verifier's output");
+        }
+    }
+
     // Argo CD was asked to sync exactly that commit, and the app is Synced and Healthy on it.
     assert_eq!(r.synced_revisions, vec![commit.clone()]);
     assert_eq!(
