@@ -257,6 +257,42 @@ pub fn sign(key: &PrivateKey, payload: &[u8]) -> Vec<u8> {
     serde_json::to_vec(&bundle).unwrap_or_default()
 }
 
+/// The DSSE envelope as cosign 2 stores it in an `.att` layer
+/// (in-toto-golang's field order; `keyid` always present).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredEnvelope<'a> {
+    payload_type: &'a str,
+    payload: String,
+    signatures: [StoredSignature; 1],
+}
+
+#[derive(Serialize)]
+struct StoredSignature {
+    keyid: String,
+    sig: String,
+}
+
+/// Signs `payload` (a statement's bytes) into a bare DSSE envelope, the
+/// blob of a cosign 2 `.att` layer.
+pub fn envelope(key: &PrivateKey, payload: &[u8]) -> Vec<u8> {
+    let sig = key.sign(&pae(INTOTO_PAYLOAD_TYPE, payload));
+    serde_json::to_vec(&StoredEnvelope {
+        payload_type: INTOTO_PAYLOAD_TYPE,
+        payload: B64.encode(payload),
+        signatures: [StoredSignature {
+            keyid: String::new(),
+            sig: B64.encode(sig),
+        }],
+    })
+    .unwrap_or_default()
+}
+
+/// Parses a bare DSSE envelope (an `.att` layer).
+pub fn parse_envelope(bytes: &[u8]) -> Result<Envelope, BundleError> {
+    serde_json::from_slice(bytes).map_err(BundleError::Json)
+}
+
 /// What a verified bundle says.
 #[derive(Debug, Clone)]
 pub struct Opened {
@@ -298,8 +334,19 @@ pub fn open(
             BundleError::NoSignature
         });
     };
+    open_envelope(&env, keys, digest, predicate_type)
+}
+
+/// Opens a DSSE envelope (in a bundle, or alone as cosign 2's `.att`
+/// layers): the checks of [`open`] after the bundle's own.
+pub fn open_envelope(
+    env: &Envelope,
+    keys: &[&PublicKey],
+    digest: &Digest,
+    predicate_type: &str,
+) -> Result<Option<Opened>, BundleError> {
     if env.payload_type != INTOTO_PAYLOAD_TYPE {
-        return Err(BundleError::PayloadType(env.payload_type));
+        return Err(BundleError::PayloadType(env.payload_type.clone()));
     }
     if env.signatures.is_empty() {
         return Err(BundleError::NoSignature);

@@ -41,9 +41,9 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Write a new key pair: <prefix>.key (cosign's encrypted format, mode 0600) and <prefix>.pub.
     GenerateKeyPair(GenerateArgs),
-    /// Attach a signed in-toto attestation (--predicate of --type) to IMAGE's digest, as `cosign attest --key` (cosign 3's bundle format, an OCI referrer).
+    /// Attach a signed in-toto attestation (--predicate of --type) to IMAGE's digest, as `cosign attest --key` (its `.att` tag and/or cosign 3's bundle referrer, --format).
     Attest(AttestArgs),
-    /// Check that IMAGE's digest carries an attestation of --type signed by one of the keys (bundle format), as `cosign verify-attestation`.
+    /// Check that IMAGE's digest carries an attestation of --type signed by one of the keys (either format), as `cosign verify-attestation`.
     VerifyAttestation(VerifyAttestationArgs),
 }
 
@@ -202,6 +202,15 @@ pub struct AttestArgs {
     /// Predicate type, as cosign names it: cyclonedx, spdxjson, vuln, slsaprovenance1, openvex (or spdx, slsaprovenance, slsaprovenance02, link, custom), or a URI.
     #[arg(long = "type", env = "SIGN_IMAGE_PREDICATE_TYPE", value_name = "TYPE")]
     pub predicate_type: String,
+    /// Attestation format: legacy = cosign 2's `sha256-<hex>.att` tag (read by cosign 2 and 3); bundle = cosign 3's Sigstore bundle as an OCI referrer; both = each. `verify-attestation` reads either.
+    #[arg(
+        long,
+        env = "SIGN_IMAGE_FORMAT",
+        value_enum,
+        default_value_t = SignFormat::Legacy,
+        value_name = "FORMAT"
+    )]
+    pub format: SignFormat,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }

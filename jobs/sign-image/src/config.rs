@@ -42,6 +42,7 @@ pub struct AttestConfig {
     pub predicate_type: String,
     /// The predicate file's JSON object.
     pub predicate: serde_json::Map<String, serde_json::Value>,
+    pub format: SignFormat,
     pub registry: RegistryConfig,
 }
 
@@ -310,6 +311,7 @@ fn attest(a: AttestArgs, env: &dyn Env) -> Result<AttestConfig, ConfigError> {
         key_origin: key_ref.origin(),
         predicate_type,
         predicate,
+        format: a.format,
         registry,
     })
 }

@@ -206,8 +206,46 @@ pub async fn attest(cfg: &AttestConfig, env: &dyn Env) -> Result<AttestReport, E
         &cfg.predicate_type,
         cfg.predicate.clone(),
     );
-    let b = new_bundle(&reg, image, &subject.digest, &cfg.key, &statement).await?;
-    let added = b.is_some();
+    // Everything is read before anything is pushed.
+    let b = if cfg.format.bundle() {
+        new_bundle(&reg, image, &subject.digest, &cfg.key, &statement).await?
+    } else {
+        None
+    };
+    let legacy = if cfg.format.legacy() {
+        let payload = serde_json::to_vec(&statement).unwrap_or_default();
+        let envelope = bundle::envelope(&cfg.key, &payload);
+        let tag = sigtag::attestation_tag(&subject.digest);
+        let existing =
+            match reg.manifest(&image.repository, &tag).await? {
+                Some(m) => Some(SigManifest::parse(&m.bytes).map_err(|source| {
+                    Error::ForeignSignatures {
+                        name: image.name(),
+                        tag: tag.clone(),
+                        source,
+                    }
+                })?),
+                None => None,
+            };
+        SigManifest::append_attestation(existing, &envelope, &cfg.predicate_type)
+            .map(|manifest| (tag, envelope, manifest))
+    } else {
+        None
+    };
+    let added = b.is_some() || legacy.is_some();
+    if let Some((tag, envelope, manifest)) = legacy {
+        let repo = &image.repository;
+        reg.push_new_blob(repo, envelope).await?;
+        reg.push_shared_blob(repo, sigtag::CONFIG).await?;
+        reg.push_manifest(repo, &tag, OCI_MANIFEST_MEDIA_TYPE, manifest)
+            .await?;
+        joblog::info(format!(
+            "{}@{}: attestation added to {}:{tag}",
+            image.name(),
+            subject.digest,
+            image.name()
+        ));
+    }
     if let Some(b) = b {
         push_bundle(&reg, image, &subject, b, &cfg.predicate_type).await?;
     }

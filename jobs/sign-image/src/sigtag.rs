@@ -49,6 +49,16 @@ pub fn signature_tag(digest: &Digest) -> String {
     format!("{}-{}.sig", digest.algorithm(), digest.hex())
 }
 
+/// cosign 2's attestation layers: a DSSE envelope each.
+pub const DSSE_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
+/// The layer annotation naming an attestation's predicate type.
+pub const PREDICATE_TYPE_ANNOTATION: &str = "predicateType";
+
+/// `sha256:<hex>` → `sha256-<hex>.att` (cosign 2's attestations).
+pub fn attestation_tag(digest: &Digest) -> String {
+    format!("{}-{}.att", digest.algorithm(), digest.hex())
+}
+
 /// A content descriptor with annotations (the registry crate's
 /// `Descriptor` has none; signatures live in them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,6 +167,41 @@ impl SigManifest {
         m.config = config_descriptor();
         let manifest = serde_json::to_vec(&m).unwrap_or_default();
         Appended::New { manifest }
+    }
+}
+
+impl SigManifest {
+    /// Adds an attestation layer (a DSSE envelope blob) as cosign 2 writes
+    /// it: media type [`DSSE_MEDIA_TYPE`], annotations `predicateType` and
+    /// an empty signature annotation. `None` when a layer with the same
+    /// envelope is already there (ours are deterministic).
+    pub fn append_attestation(
+        existing: Option<SigManifest>,
+        envelope: &[u8],
+        predicate_type: &str,
+    ) -> Option<Vec<u8>> {
+        let digest = registry::sha256(envelope).to_string();
+        let mut m = existing.unwrap_or_else(Self::empty);
+        if m.layers.iter().any(|l| l.digest == digest) {
+            return None;
+        }
+        m.layers.push(Layer {
+            media_type: DSSE_MEDIA_TYPE.into(),
+            size: envelope.len() as u64,
+            digest,
+            annotations: Some(BTreeMap::from([
+                (SIGNATURE_ANNOTATION.to_string(), String::new()),
+                (
+                    PREDICATE_TYPE_ANNOTATION.to_string(),
+                    predicate_type.to_string(),
+                ),
+            ])),
+            extra: Default::default(),
+        });
+        m.schema_version = 2;
+        m.media_type = Some(OCI_MANIFEST_MEDIA_TYPE.into());
+        m.config = config_descriptor();
+        Some(serde_json::to_vec(&m).unwrap_or_default())
     }
 }
 

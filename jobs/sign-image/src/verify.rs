@@ -140,7 +140,7 @@ pub enum Refusal {
         tag: String,
     },
     #[error(
-        "{name}@{digest} has no attestation of type {predicate_type}: no referrer of the digest is an attestation bundle of that type (attach one with `sign-image attest`)"
+        "{name}@{digest} has no attestation of type {predicate_type}: none in its .att tag, and no referrer of the digest is an attestation bundle of that type (attach one with `sign-image attest`)"
     )]
     NoAttestations {
         name: String,
@@ -345,7 +345,8 @@ pub async fn verify_attestation(
         stats: Stats::default(),
     };
     let mut unreadable: Option<Error> = None;
-    let found = verify_bundles(&reg, image, &checks, &mut report, &mut unreadable).await?;
+    let legacy = verify_att_tag(&reg, image, &checks, &mut report, &mut unreadable).await?;
+    let found = legacy + verify_bundles(&reg, image, &checks, &mut report, &mut unreadable).await?;
     if report.verified.is_empty() {
         if let Some(e) = unreadable {
             return Err(e);
@@ -362,6 +363,80 @@ pub async fn verify_attestation(
     }
     report.stats = reg.stats();
     Ok(report)
+}
+
+/// cosign 2's `.att` tag: every DSSE layer of the wanted predicate type
+/// checked into `report`. Returns how many there were.
+async fn verify_att_tag(
+    reg: &Registry,
+    image: &ImageRef,
+    checks: &Checks<'_>,
+    report: &mut VerifyReport,
+    unreadable: &mut Option<Error>,
+) -> Result<usize, Error> {
+    let repo = &image.repository;
+    let tag = sigtag::attestation_tag(checks.digest);
+    let Some(m) = reg.manifest(repo, &tag).await? else {
+        return Ok(0);
+    };
+    let Ok(att) = SigManifest::parse(&m.bytes) else {
+        joblog::warn(format!(
+            "{}:{tag} is not an image manifest; ignored",
+            image.name()
+        ));
+        return Ok(0);
+    };
+    let mut count = 0;
+    for layer in att.layers.iter().filter(|l| {
+        l.media_type == sigtag::DSSE_MEDIA_TYPE
+            && l.annotations
+                .as_ref()
+                .and_then(|a| a.get(sigtag::PREDICATE_TYPE_ANNOTATION))
+                .is_none_or(|p| p == checks.predicate_type)
+    }) {
+        if count >= sigtag::MAX_SIGNATURE_LAYERS {
+            break;
+        }
+        count += 1;
+        let outcome = match check_att_layer(reg, repo, layer, checks).await {
+            Ok(o) => o.map(|(i, s)| (i, VerifiedPayload::Bundle(s))),
+            Err(e) => {
+                let why = Rejection::Unreadable(e.to_string());
+                unreadable.get_or_insert(Error::Payload {
+                    layer: short(&layer.digest).to_string(),
+                    source: Box::new(e),
+                });
+                Err(why)
+            }
+        };
+        record(report, checks, Format::Legacy, &layer.digest, outcome);
+    }
+    Ok(count)
+}
+
+async fn check_att_layer(
+    reg: &Registry,
+    repo: &str,
+    layer: &sigtag::Layer,
+    checks: &Checks<'_>,
+) -> Result<Result<(usize, Statement), Rejection>, registry::Error> {
+    let Ok(layer_digest) = layer.digest.parse::<Digest>() else {
+        return Ok(Err(Rejection::MalformedDigest));
+    };
+    if layer.size > bundle::MAX_BUNDLE_BYTES as u64 {
+        return Ok(Err(Rejection::TooLarge(layer.size)));
+    }
+    let bytes = reg
+        .fetch_blob(repo, &layer_digest, bundle::MAX_BUNDLE_BYTES)
+        .await?;
+    let keys: Vec<&crate::keys::PublicKey> = checks.keys.iter().map(|k| &k.key).collect();
+    let opened = bundle::parse_envelope(&bytes)
+        .and_then(|env| bundle::open_envelope(&env, &keys, checks.digest, checks.predicate_type));
+    Ok(match opened {
+        Ok(Some(o)) => Ok((o.key, o.statement)),
+        Ok(None) => Err(checks.bad_signature()),
+        Err(e) => Err(e.into()),
+    })
 }
 
 fn none_valid(

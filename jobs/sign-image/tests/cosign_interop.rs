@@ -751,6 +751,8 @@ fn attestations_in_the_bundle_format_cross_verify_with_cosign_v3_on_both_registr
                 &host,
                 "--type",
                 "cyclonedx",
+                "--format",
+                "bundle",
             ])
             .args(["--predicate", sbom.to_str().unwrap()])
             .args(["--key", a.key_path.to_str().unwrap()])
@@ -832,4 +834,129 @@ fn attestations_in_the_bundle_format_cross_verify_with_cosign_v3_on_both_registr
             r.stderr
         );
     }
+}
+
+/// `cosign verify-attestation --key PUB --type T --insecure-ignore-tlog IMAGE`.
+fn cosign_verify_attestation(major: u8, dir: &Path, public: &Path, t: &str, image: &str) -> Ran {
+    cosign(
+        major,
+        dir,
+        &[
+            "verify-attestation",
+            "--key",
+            public.to_str().unwrap(),
+            "--type",
+            t,
+            "--insecure-ignore-tlog=true",
+            "--allow-http-registry",
+            image,
+        ],
+        "",
+    )
+}
+
+#[test]
+fn attestations_in_the_legacy_att_format_cross_verify_with_cosign_v2_and_v3() {
+    let reg = TestRegistry::start();
+    let host = reg.host();
+    let dir = tempfile::tempdir().unwrap();
+    let sbom = dir.path().join("sbom.json");
+    std::fs::write(&sbom, SBOM).unwrap();
+    let a = keys(dir.path(), "a", "pw");
+    let other = keys(dir.path(), "other", "");
+    // sign-image attests in the .att tag (the default format).
+    let (img_a, img) = image(&reg, "team/app", "1", 101);
+    let attest = || {
+        job(dir.path())
+            .args([
+                "attest",
+                &img,
+                "--insecure-registry",
+                &host,
+                "--type",
+                "cyclonedx",
+            ])
+            .args(["--predicate", sbom.to_str().unwrap()])
+            .args(["--key", a.key_path.to_str().unwrap()])
+            .env("COSIGN_PASSWORD", "pw")
+            .run()
+    };
+    assert_code(&attest(), 0);
+    let att = harness::registry::skopeo_raw(
+        &format!(
+            "{host}/team/app:{}",
+            img_a.digest.replace(':', "-") + ".att"
+        ),
+        None,
+    );
+    let att: serde_json::Value = serde_json::from_slice(&att).unwrap();
+    assert_eq!(
+        att["layers"][0]["mediaType"],
+        "application/vnd.dsse.envelope.v1+json"
+    );
+    assert_eq!(
+        att["layers"][0]["annotations"]["predicateType"],
+        "https://cyclonedx.org/bom"
+    );
+    // Again: nothing new.
+    let r = attest();
+    assert_code(&r, 0);
+    assert!(r.stderr.contains("nothing pushed"), "{}", r.stderr);
+    for major in [2, 3] {
+        let c = cosign_verify_attestation(major, dir.path(), &a.pub_path, "cyclonedx", &img);
+        assert!(
+            c.ok,
+            "cosign v{major} verify-attestation of sign-image's .att: {c:?}"
+        );
+        let c = cosign_verify_attestation(major, dir.path(), &other.pub_path, "cyclonedx", &img);
+        assert!(!c.ok, "cosign v{major} accepted another key: {c:?}");
+    }
+    let r = job(dir.path())
+        .args(["verify-attestation", &img, "--insecure-registry", &host])
+        .args(["--type", "cyclonedx", "--key", a.pub_path.to_str().unwrap()])
+        .run();
+    assert_code(&r, 0);
+    assert!(r.stderr.contains("verified: legacy format"), "{}", r.stderr);
+
+    // cosign v2 attests (its .att format); sign-image verifies.
+    let g = cosign(
+        2,
+        dir.path(),
+        &["generate-key-pair", "--output-key-prefix", "c2"],
+        "c2-pw",
+    );
+    assert!(g.ok, "{g:?}");
+    let (_, img2) = image(&reg, "team/app", "2", 102);
+    let c = cosign(
+        2,
+        dir.path(),
+        &[
+            "attest",
+            "--key",
+            dir.path().join("c2.key").to_str().unwrap(),
+            "--type",
+            "cyclonedx",
+            "--predicate",
+            sbom.to_str().unwrap(),
+            "--tlog-upload=false",
+            "--allow-http-registry",
+            &img2,
+        ],
+        "c2-pw",
+    );
+    assert!(c.ok, "cosign v2 attest: {c:?}");
+    let verify = |public: &Path, t: &str| {
+        job(dir.path())
+            .args(["verify-attestation", &img2, "--insecure-registry", &host])
+            .args(["--type", t, "--key", public.to_str().unwrap()])
+            .run()
+    };
+    let r = verify(&dir.path().join("c2.pub"), "cyclonedx");
+    assert_code(&r, 0);
+    let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(v[0]["predicate"]["bomFormat"], "CycloneDX");
+    verify(&a.pub_path, "cyclonedx")
+        .assert_failed(1, ".*signature does not verify with this key.*");
+    verify(&dir.path().join("c2.pub"), "openvex")
+        .assert_failed(1, ".*has no attestation of type https://openvex\\.dev/ns.*");
 }
