@@ -13,7 +13,7 @@
 //! - [`identity`]: which repository a payload was signed for, and which verify accepts;
 //! - [`sigtag`]: the `sha256-<hex>.sig` manifest, append and dedupe;
 //! - [`bundle`]: cosign 3's format, a Sigstore bundle (DSSE, in-toto) as an OCI referrer;
-//! - [`verify`]: verify, both formats, several keys.
+//! - [`verify`]: verify and verify-attestation, both formats, several keys.
 
 pub mod bundle;
 pub mod cli;
