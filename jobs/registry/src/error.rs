@@ -55,7 +55,7 @@ pub enum Error {
         what: String,
         /// The URL (no query) that answered.
         endpoint: String,
-        reason: crate::referrers::NotAnIndex,
+        reason: Box<crate::referrers::NotAnIndex>,
     },
     /// Input the caller gave that cannot be used (exit 2).
     #[error("{0}")]

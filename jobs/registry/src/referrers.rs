@@ -476,7 +476,7 @@ impl Registry {
             let (_, list) = WireIndex::parse(&bytes).map_err(|reason| Error::Referrers {
                 what: what.clone(),
                 endpoint,
-                reason,
+                reason: Box::new(reason),
             })?;
             out.extend(list);
         }
@@ -497,7 +497,7 @@ impl Registry {
         let (index, list) = WireIndex::parse(&m.bytes).map_err(|reason| Error::Referrers {
             what: format!("reading the referrers tag schema index for {subject}",),
             endpoint: shown(&self.url(&format!("{repo}/manifests/{tag}"))),
-            reason,
+            reason: Box::new(reason),
         })?;
         Ok((Some(index), list))
     }
