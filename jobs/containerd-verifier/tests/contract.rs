@@ -288,10 +288,11 @@ fn sign_with_auth(image: &str, key: &Key, reg: &TestRegistry) {
         ("REGISTRY_USER", u),
         ("REGISTRY_PASSWORD", p),
     ]);
-    let cfg = match sign_image::config::Config::from_args(args, &env).unwrap() {
-        sign_image::config::Config::Sign(c) => c,
-        other => panic!("{other:?}"),
-    };
+    let cfg =
+        match <sign_image::config::Config as kit::job::FromArgs>::from_args(args, &env).unwrap() {
+            sign_image::config::Config::Sign(c) => c,
+            other => panic!("{other:?}"),
+        };
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -146,8 +146,10 @@ impl Outputs {
     }
 }
 
-impl Config {
-    pub fn from_args(args: Args, env: &dyn Env) -> Result<Config, UsageError> {
+impl kit::job::FromArgs for Config {
+    type Args = Args;
+
+    fn from_args(args: Args, env: &dyn Env) -> Result<Config, UsageError> {
         let image = args.image.clone().filter(|i| !i.trim().is_empty());
         if image.is_none() && args.trivy_report.is_none() {
             return Err(UsageError::new(

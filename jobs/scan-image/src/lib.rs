@@ -2,7 +2,7 @@
 //! a severity gate.
 //!
 //! The job's shape (as in every secdeliv job): [`cli::Args`] (flags) →
-//! [`config::Config::from_args`] (all validation, exit 2) → [`run::run`]
+//! [`kit::job::FromArgs`] for [`config::Config`] (all validation, exit 2) → [`run::run`]
 //! (trivy, reports, gate) → [`error::Error`] (one exit code per cause).
 
 pub mod cli;
@@ -23,18 +23,10 @@ pub mod trivy;
 /// The job, for `kit::job::main`.
 pub struct Job;
 
-impl kit::job::Job for Job {
+impl kit::job::Work for Job {
     const NAME: &'static str = "scan-image";
-    type Args = cli::Args;
     type Config = config::Config;
     type Error = error::Error;
-
-    fn config(
-        args: cli::Args,
-        env: &dyn kit::env::Env,
-    ) -> Result<config::Config, kit::job::UsageError> {
-        config::Config::from_args(args, env)
-    }
 
     async fn run(
         config: config::Config,

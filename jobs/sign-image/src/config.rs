@@ -172,10 +172,12 @@ impl From<ConfigError> for UsageError {
     }
 }
 
-impl Config {
+impl kit::job::FromArgs for Config {
+    type Args = Args;
+
     /// Validates every flag; reads the key and local credential files, never
     /// the network.
-    pub fn from_args(args: Args, env: &dyn Env) -> Result<Config, UsageError> {
+    fn from_args(args: Args, env: &dyn Env) -> Result<Config, UsageError> {
         Ok(match args.command {
             Command::Sign(a) => Config::Sign(sign(a, env)?),
             Command::Verify(a) => Config::Verify(verify(a, env)?),
@@ -186,7 +188,7 @@ impl Config {
     }
 
     /// The whole-job deadline (`--timeout`), for `kit::job`.
-    pub fn deadline(&self) -> Option<Duration> {
+    fn deadline(&self) -> Option<Duration> {
         match self {
             Config::Sign(c) => c.registry.timeout,
             Config::Verify(c) => c.registry.timeout,

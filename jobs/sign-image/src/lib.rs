@@ -3,7 +3,7 @@
 //! cosign 3's Sigstore bundle format.
 //!
 //! The job's shape (as in every secdeliv job): [`cli::Args`] (flags) →
-//! [`config::Config::from_args`] (all validation, the key included: exit 2
+//! [`kit::job::FromArgs`] for [`config::Config`] (all validation, the key included: exit 2
 //! before any request) → [`run::run`] (the work, [`ops`]; what is printed,
 //! [`report`]) → [`error::Error`] (one exit code per cause).
 //!
@@ -32,22 +32,10 @@ pub mod verify;
 /// The job, for `kit::job::main`.
 pub struct Job;
 
-impl kit::job::Job for Job {
+impl kit::job::Work for Job {
     const NAME: &'static str = "sign-image";
-    type Args = cli::Args;
     type Config = config::Config;
     type Error = error::Error;
-
-    fn config(
-        args: cli::Args,
-        env: &dyn kit::env::Env,
-    ) -> Result<config::Config, kit::job::UsageError> {
-        config::Config::from_args(args, env)
-    }
-
-    fn deadline(config: &config::Config) -> Option<std::time::Duration> {
-        config.deadline()
-    }
 
     async fn run(
         config: config::Config,

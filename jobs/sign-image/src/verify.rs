@@ -406,20 +406,37 @@ async fn verify_att_tag(
             break;
         }
         count += 1;
-        let outcome = match check_att_layer(reg, repo, layer, checks).await {
-            Ok(o) => o.map(|(i, s)| (i, VerifiedPayload::Bundle(s))),
-            Err(e) => {
-                let why = Rejection::Unreadable(e.to_string());
-                unreadable.get_or_insert(Error::Payload {
-                    layer: short(&layer.digest).to_string(),
-                    source: Box::new(e),
-                });
-                Err(why)
-            }
-        };
+        let outcome = checked(
+            check_att_layer(reg, repo, layer, checks).await,
+            VerifiedPayload::Bundle,
+            &layer.digest,
+            unreadable,
+        );
         record(report, checks, Format::Legacy, &layer.digest, outcome);
     }
     Ok(count)
+}
+
+/// One layer's or referrer's outcome: a blob that cannot be read is a
+/// rejection in the report, and the first such error is kept for when
+/// nothing verifies (exit 3, not 1).
+fn checked<T>(
+    result: Result<Result<(usize, T), Rejection>, registry::Error>,
+    wrap: fn(T) -> VerifiedPayload,
+    digest: &str,
+    unreadable: &mut Option<Error>,
+) -> Result<(usize, VerifiedPayload), Rejection> {
+    match result {
+        Ok(o) => o.map(|(i, p)| (i, wrap(p))),
+        Err(e) => {
+            let why = Rejection::Unreadable(e.to_string());
+            unreadable.get_or_insert(Error::Payload {
+                layer: short(digest).to_string(),
+                source: Box::new(e),
+            });
+            Err(why)
+        }
+    }
 }
 
 async fn check_att_layer(
@@ -557,17 +574,12 @@ async fn verify_legacy(
         }));
     }
     for layer in &sig.layers {
-        let outcome = match check_layer(reg, repo, layer, checks).await {
-            Ok(o) => o.map(|(i, p)| (i, VerifiedPayload::Legacy(p))),
-            Err(e) => {
-                let why = Rejection::Unreadable(e.to_string());
-                unreadable.get_or_insert(Error::Payload {
-                    layer: short(&layer.digest).to_string(),
-                    source: Box::new(e),
-                });
-                Err(why)
-            }
-        };
+        let outcome = checked(
+            check_layer(reg, repo, layer, checks).await,
+            VerifiedPayload::Legacy,
+            &layer.digest,
+            unreadable,
+        );
         record(report, checks, Format::Legacy, &layer.digest, outcome);
     }
     Ok(LegacyTag::Checked)
@@ -642,17 +654,12 @@ async fn verify_bundles(
             continue;
         }
         count += 1;
-        let outcome = match check_referrer(reg, repo, &rm, checks).await {
-            Ok(o) => o.map(|(i, s)| (i, VerifiedPayload::Bundle(s))),
-            Err(e) => {
-                let why = Rejection::Unreadable(e.to_string());
-                unreadable.get_or_insert(Error::Payload {
-                    layer: short(&r.digest.to_string()).to_string(),
-                    source: Box::new(e),
-                });
-                Err(why)
-            }
-        };
+        let outcome = checked(
+            check_referrer(reg, repo, &rm, checks).await,
+            VerifiedPayload::Bundle,
+            &r.digest.to_string(),
+            unreadable,
+        );
         record(
             report,
             checks,

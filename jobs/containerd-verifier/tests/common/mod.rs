@@ -9,6 +9,7 @@ use std::process::Stdio;
 pub use harness::job::{Job, Run};
 use harness::registry::{ImageSpec, TestImage, TestRegistry, push_image};
 use kit::env::MapEnv;
+use kit::job::FromArgs;
 use kit::secret::Secret;
 use sign_image::keys::PrivateKey;
 
