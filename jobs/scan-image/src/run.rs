@@ -204,13 +204,17 @@ pub async fn run(config: &Config, env: &dyn Env) -> Result<Outcome, Error> {
             .join(","),
         sboms: sboms.join(","),
     };
-    counts.write_dotenv(
-        &config.outputs.dotenv,
-        config.image.as_deref(),
-        config.fail_on,
-        config.severity_threshold,
-        &scanned,
-    )?;
+    // The dotenv file, written again when the gate changes to new findings only.
+    let write_dotenv = |scanned: &Scanned| {
+        counts.write_dotenv(
+            &config.outputs.dotenv,
+            config.image.as_deref(),
+            config.fail_on,
+            config.severity_threshold,
+            scanned,
+        )
+    };
+    write_dotenv(&scanned)?;
     let mut outcome = gate(&counts, config.fail_on);
     if config.mr_note.is_none() && !config.fail_on_new {
         return Ok(outcome);
@@ -239,13 +243,7 @@ pub async fn run(config: &Config, env: &dyn Env) -> Result<Outcome, Error> {
                 new_gate = Some(new.len() as u64);
                 outcome = gate_new(&new, counts.total_over_gate(), level, what);
                 scanned.new_over_gate = Some(new.len() as u64);
-                counts.write_dotenv(
-                    &config.outputs.dotenv,
-                    config.image.as_deref(),
-                    config.fail_on,
-                    config.severity_threshold,
-                    &scanned,
-                )?;
+                write_dotenv(&scanned)?;
             }
             (mr_note::Baseline::Missing(why), FailOn::AtOrAbove(_)) => joblog::warn(format!(
                 "--fail-on-new: no baseline ({why}); the gate counts every finding"
