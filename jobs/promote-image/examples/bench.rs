@@ -69,7 +69,11 @@ fn run(tool: Tool, binary: &str, src: &str, dst: &str, insecure: &[String]) -> D
     let mut cmd = match tool {
         Tool::Promote => {
             let mut c = Command::new(binary);
+            // skopeo copies no cosign signatures or referrers: like for like
+            // unless BENCH_WITH_SIGNATURES=true (then the extra probes count).
+            let with = std::env::var("BENCH_WITH_SIGNATURES").unwrap_or_else(|_| "false".into());
             c.args([src, dst, "--insecure-registry", &insecure.join(",")])
+                .arg(format!("--with-signatures={with}"))
                 .env("PROMOTE_DOTENV", home.path().join("promote.env"))
                 .env("DOCKER_CONFIG", home.path());
             c
