@@ -275,14 +275,7 @@ pub async fn verify(cfg: &VerifyConfig, env: &dyn Env) -> Result<VerifyReport, E
         identity: &cfg.identity,
         predicate_type: bundle::SIGN_PREDICATE_TYPE,
     };
-    let mut report = VerifyReport {
-        image: image.clone(),
-        digest: digest.clone(),
-        verified: Vec::new(),
-        verdicts: Vec::new(),
-        refusal: None,
-        stats: Stats::default(),
-    };
+    let mut report = empty_report(image, &digest);
     let mut unreadable: Option<Error> = None;
     let legacy = verify_legacy(&reg, image, &checks, &mut report, &mut unreadable).await?;
     // One valid signature is enough: when the `.sig` tag already holds one,
@@ -344,14 +337,7 @@ pub async fn verify_attestation(
         identity: &identity,
         predicate_type: &cfg.predicate_type,
     };
-    let mut report = VerifyReport {
-        image: image.clone(),
-        digest: digest.clone(),
-        verified: Vec::new(),
-        verdicts: Vec::new(),
-        refusal: None,
-        stats: Stats::default(),
-    };
+    let mut report = empty_report(image, &digest);
     let mut unreadable: Option<Error> = None;
     let legacy = verify_att_tag(&reg, image, &checks, &mut report, &mut unreadable).await?;
     let found = legacy + verify_bundles(&reg, image, &checks, &mut report, &mut unreadable).await?;
@@ -415,6 +401,18 @@ async fn verify_att_tag(
         record(report, checks, Format::Legacy, &layer.digest, outcome);
     }
     Ok(count)
+}
+
+/// A report with nothing checked yet.
+fn empty_report(image: &ImageRef, digest: &Digest) -> VerifyReport {
+    VerifyReport {
+        image: image.clone(),
+        digest: digest.clone(),
+        verified: Vec::new(),
+        verdicts: Vec::new(),
+        refusal: None,
+        stats: Stats::default(),
+    }
 }
 
 /// One layer's or referrer's outcome: a blob that cannot be read is a
