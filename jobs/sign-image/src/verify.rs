@@ -437,21 +437,42 @@ fn checked<T>(
     }
 }
 
+/// A layer's blob, when its digest parses and its declared size is within
+/// `max` (a rejection otherwise; the registry's own errors stay errors).
+async fn fetch_bounded(
+    reg: &Registry,
+    repo: &str,
+    digest: &str,
+    size: u64,
+    max: usize,
+) -> Result<Result<Vec<u8>, Rejection>, registry::Error> {
+    let Ok(digest) = digest.parse::<Digest>() else {
+        return Ok(Err(Rejection::MalformedDigest));
+    };
+    if size > max as u64 {
+        return Ok(Err(Rejection::TooLarge(size)));
+    }
+    Ok(Ok(reg.fetch_blob(repo, &digest, max).await?))
+}
+
 async fn check_att_layer(
     reg: &Registry,
     repo: &str,
     layer: &sigtag::Layer,
     checks: &Checks<'_>,
 ) -> Result<Result<(usize, Statement), Rejection>, registry::Error> {
-    let Ok(layer_digest) = layer.digest.parse::<Digest>() else {
-        return Ok(Err(Rejection::MalformedDigest));
+    let bytes = match fetch_bounded(
+        reg,
+        repo,
+        &layer.digest,
+        layer.size,
+        bundle::MAX_BUNDLE_BYTES,
+    )
+    .await?
+    {
+        Ok(b) => b,
+        Err(why) => return Ok(Err(why)),
     };
-    if layer.size > bundle::MAX_BUNDLE_BYTES as u64 {
-        return Ok(Err(Rejection::TooLarge(layer.size)));
-    }
-    let bytes = reg
-        .fetch_blob(repo, &layer_digest, bundle::MAX_BUNDLE_BYTES)
-        .await?;
     let keys: Vec<&crate::keys::PublicKey> = checks.keys.iter().map(|k| &k.key).collect();
     let opened = bundle::parse_envelope(&bytes)
         .and_then(|env| bundle::open_envelope(&env, &keys, checks.digest, checks.predicate_type));
@@ -689,15 +710,18 @@ async fn check_referrer(
     let Some(layer) = rm.bundle_layer() else {
         return Ok(Err(Rejection::NoBundleLayer));
     };
-    let Ok(layer_digest) = layer.digest.parse::<Digest>() else {
-        return Ok(Err(Rejection::MalformedDigest));
+    let bytes = match fetch_bounded(
+        reg,
+        repo,
+        &layer.digest,
+        layer.size,
+        bundle::MAX_BUNDLE_BYTES,
+    )
+    .await?
+    {
+        Ok(b) => b,
+        Err(why) => return Ok(Err(why)),
     };
-    if layer.size > bundle::MAX_BUNDLE_BYTES as u64 {
-        return Ok(Err(Rejection::TooLarge(layer.size)));
-    }
-    let bytes = reg
-        .fetch_blob(repo, &layer_digest, bundle::MAX_BUNDLE_BYTES)
-        .await?;
     let keys: Vec<&crate::keys::PublicKey> = checks.keys.iter().map(|k| &k.key).collect();
     let opened = match bundle::open(&bytes, &keys, checks.digest, checks.predicate_type) {
         Ok(Some(o)) => o,
@@ -728,15 +752,11 @@ async fn check_layer(
     let Some(signature) = layer.signature() else {
         return Ok(Err(Rejection::NoSignature));
     };
-    let Ok(layer_digest) = layer.digest.parse::<Digest>() else {
-        return Ok(Err(Rejection::MalformedDigest));
-    };
-    if layer.size > MAX_PAYLOAD_BYTES as u64 {
-        return Ok(Err(Rejection::TooLarge(layer.size)));
-    }
-    let payload = reg
-        .fetch_blob(repo, &layer_digest, MAX_PAYLOAD_BYTES)
-        .await?;
+    let payload =
+        match fetch_bounded(reg, repo, &layer.digest, layer.size, MAX_PAYLOAD_BYTES).await? {
+            Ok(b) => b,
+            Err(why) => return Ok(Err(why)),
+        };
     Ok(check_payload(&payload, signature, checks))
 }
 
